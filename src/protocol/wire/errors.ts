@@ -40,6 +40,7 @@ export type ProtocolErrorKind =
   | "host-key-rejected"
   | "packet-too-large"
   | "disconnected"
+  | "connection-lost"
   | "compression"
   | "version"
   | "timeout"
