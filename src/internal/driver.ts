@@ -1,0 +1,220 @@
+import type { Duplex } from "node:stream"
+import { ConnectionUsageError } from "../protocol/connection/connection.js"
+import type { ConnectionEvent } from "../protocol/connection/connection.js"
+import { Endpoint } from "../protocol/endpoint.js"
+import type { EndpointConfig, EndpointEvent } from "../protocol/endpoint.js"
+import type { ProtocolError } from "../protocol/wire/errors.js"
+import { ChannelState } from "./channelState.js"
+
+export interface DriverHandlers {
+  /** Everything but connection events, which the driver routes to channels itself. */
+  readonly onEvent: (event: EndpointEvent, driver: Driver) => void
+  /** A channel the peer wants to open; answer with `acceptChannel`/`rejectChannel`. */
+  readonly onChannelOpen?: (event: Extract<ConnectionEvent, { _tag: "ChannelOpenRequest" }>, driver: Driver) => void
+  /** A global request from the peer; answer with endpoint.connection.replyGlobalRequest in order. */
+  readonly onGlobalRequest?: (event: Extract<ConnectionEvent, { _tag: "GlobalRequest" }>, driver: Driver) => void
+}
+
+/**
+ * Runs one Endpoint over one socket: socket bytes go in synchronously, events are routed
+ * to channel states, and everything the endpoint has to send leaves in one write per turn
+ * of the event loop. No Effect per packet: Effect starts at the channel buffers.
+ */
+export class Driver {
+  readonly endpoint: Endpoint
+  readonly channels = new Map<number, ChannelState>()
+  private flushScheduled = false
+  private socketBlocked = false
+  private drainWaiters: Array<() => void> = []
+  private globalReplies: Array<(success: boolean, data: Uint8Array) => void> = []
+  private closedError: ProtocolError | undefined
+  private closedValue = false
+  private readonly closeWaiters: Array<() => void> = []
+  private timer: NodeJS.Timeout | undefined
+
+  constructor(
+    readonly socket: Duplex,
+    config: EndpointConfig,
+    private readonly handlers: DriverHandlers
+  ) {
+    this.endpoint = new Endpoint(config)
+    const s = socket as Duplex & { setNoDelay?: (v: boolean) => void }
+    s.setNoDelay?.(true)
+    socket.on("data", (chunk: Uint8Array) => {
+      this.endpoint.receive(chunk)
+      this.pump()
+    })
+    socket.on("drain", () => {
+      this.socketBlocked = false
+      const waiters = this.drainWaiters
+      this.drainWaiters = []
+      for (const w of waiters) w()
+    })
+    const lost = (description: string) => {
+      this.endpoint.transport.connectionLost(description)
+      this.pump()
+    }
+    socket.on("end", () => lost("the peer closed the connection"))
+    socket.on("close", () => lost("the connection closed"))
+    socket.on("error", (e: Error) => lost(`socket error: ${e.message}`))
+    this.pump()
+  }
+
+  get closed(): boolean {
+    return this.closedValue
+  }
+  get closeError(): ProtocolError | undefined {
+    return this.closedError
+  }
+
+  /** Resolves once the connection is closed, for whatever reason. */
+  onClose(callback: () => void): void {
+    if (this.closedValue) callback()
+    else this.closeWaiters.push(callback)
+  }
+
+  /**
+   * Runs a command against the endpoint, then processes its consequences. Returns false
+   * when the command could not be carried out (connection closed, channel gone, limit hit).
+   */
+  run(command: (endpoint: Endpoint) => void): boolean {
+    if (this.closedValue) return false
+    const usage = this.endpoint.guard(() => command(this.endpoint))
+    this.pump()
+    return usage === undefined
+  }
+
+  /** Waits until the socket has room again (after a write returned false). */
+  whenWritable(callback: () => void): void {
+    if (!this.socketBlocked || this.closedValue) callback()
+    else this.drainWaiters.push(callback)
+  }
+
+  get writable(): boolean {
+    return !this.socketBlocked
+  }
+
+  /** Opens a channel of `type` and tracks its state. */
+  openChannel(type: string, data?: Uint8Array): ChannelState | ConnectionUsageError {
+    let state: ChannelState | undefined
+    const usage = this.endpoint.guard(() => {
+      const id = this.endpoint.connection.openChannel(type, data)
+      state = new ChannelState(this, id, type)
+      this.channels.set(id, state)
+    })
+    this.pump()
+    return state ?? usage ?? new ConnectionUsageError("channel-state", "the connection is closed")
+  }
+
+  /** Accepts a channel the peer opened and tracks it. */
+  acceptChannel(id: number, type: string): ChannelState {
+    const state = new ChannelState(this, id, type)
+    state.opened()
+    this.channels.set(id, state)
+    this.run((e) => e.connection.acceptChannel(id))
+    return state
+  }
+
+  /** Sends a global request; the callback gets the reply (or false when the connection closes). */
+  globalRequest(name: string, data: Uint8Array | undefined, onReply?: (success: boolean, data: Uint8Array) => void): void {
+    this.run((e) => {
+      e.connection.globalRequest(name, onReply !== undefined, data)
+      if (onReply) this.globalReplies.push(onReply)
+    })
+  }
+
+  /** Disconnects politely and closes the socket once the DISCONNECT is written. */
+  disconnect(reason?: number, description?: string): void {
+    if (this.closedValue) return
+    this.endpoint.transport.disconnect(reason, description)
+    this.pump()
+  }
+
+  /** Processes every pending event and writes what the endpoint has to send. */
+  pump(): void {
+    for (let event = this.endpoint.poll(); event !== undefined; event = this.endpoint.poll()) {
+      try {
+        if (event._tag === "Connection") this.routeConnection(event.event)
+        else if (event._tag === "Closed") this.onClosed(event)
+        else this.handlers.onEvent(event, this)
+      } catch (e) {
+        // a malformed request body, found while routing: the peer broke the protocol
+        this.endpoint.transport.abort(e)
+      }
+    }
+    this.scheduleFlush()
+    this.scheduleTimer()
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return
+    this.flushScheduled = true
+    // Everything produced in this turn leaves in one write.
+    queueMicrotask(() => {
+      this.flushScheduled = false
+      this.flush()
+    })
+  }
+
+  private flush(): void {
+    const bytes = this.endpoint.pollTransmit()
+    if (this.closedValue) {
+      if (bytes && this.socket.writable) this.socket.end(bytes)
+      else if (this.socket.writable) this.socket.end()
+      return
+    }
+    if (bytes && !this.socket.write(bytes)) this.socketBlocked = true
+  }
+
+  private scheduleTimer(): void {
+    const due = this.endpoint.transport.pollTimeout()
+    if (this.timer) clearTimeout(this.timer)
+    this.timer = undefined
+    if (due === undefined || this.closedValue) return
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined
+        this.run((e) => e.transport.handleTimeout(Date.now()))
+      },
+      Math.max(0, Math.min(due - Date.now(), 2 ** 31 - 1))
+    )
+    this.timer.unref()
+  }
+
+  private routeConnection(event: ConnectionEvent): void {
+    switch (event._tag) {
+      case "ChannelOpenRequest":
+        if (this.handlers.onChannelOpen) this.handlers.onChannelOpen(event, this)
+        else this.run((e) => e.connection.rejectChannel(event.id, 1, "channel type not supported"))
+        return
+      case "GlobalRequest":
+        if (this.handlers.onGlobalRequest) this.handlers.onGlobalRequest(event, this)
+        else if (event.wantReply) this.run((e) => e.connection.replyGlobalRequest(false))
+        return
+      case "GlobalRequestReply":
+        this.globalReplies.shift()?.(event.success, event.data)
+        return
+    }
+    const channel = this.channels.get(event.id)
+    if (!channel) return
+    channel.handle(event)
+    if (event._tag === "ChannelClose" || event._tag === "ChannelOpenFailed") this.channels.delete(event.id)
+  }
+
+  private onClosed(event: Extract<EndpointEvent, { _tag: "Closed" }>): void {
+    if (this.closedValue) return
+    const error = event.error
+    this.closedValue = true
+    this.closedError = error
+    if (this.timer) clearTimeout(this.timer)
+    for (const channel of this.channels.values()) channel.connectionClosed(error)
+    this.channels.clear()
+    for (const reply of this.globalReplies.splice(0)) reply(false, new Uint8Array(0))
+    for (const w of this.drainWaiters.splice(0)) w()
+    this.handlers.onEvent(event, this)
+    for (const w of this.closeWaiters.splice(0)) w()
+    // the DISCONNECT (if any) is flushed by the pending flush, which then ends the socket
+    this.scheduleFlush()
+    setTimeout(() => this.socket.destroy(), 1000).unref()
+  }
+}
