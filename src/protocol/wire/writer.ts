@@ -99,7 +99,7 @@ export function mpintEncode(v: bigint): Uint8Array {
   const negative = v < 0n
   let hex = (negative ? -v : v).toString(16)
   if (hex.length % 2) hex = "0" + hex
-  let bytes = Uint8Array.from(Buffer.from(hex, "hex"))
+  let bytes: Uint8Array = Uint8Array.from(Buffer.from(hex, "hex"))
   if (negative) {
     // two's complement of the magnitude
     let carry = 1
