@@ -120,6 +120,7 @@ export class Transport {
   private peerWantsExtInfo = false
   private sessionIdValue: Uint8Array | undefined
   private negotiatedValue: Negotiated | undefined
+  private peerKexInitValue: KexInit | undefined
   /** When the last key exchange finished; stamped at the first `handleTimeout` after it. */
   private lastKexAt: number | undefined
   private closed = false
@@ -148,6 +149,10 @@ export class Transport {
   }
   get negotiated(): Negotiated | undefined {
     return this.negotiatedValue
+  }
+  /** The peer's last KEXINIT: its algorithm lists. */
+  get peerKexInit(): KexInit | undefined {
+    return this.peerKexInitValue
   }
   get peerIdentification(): string | undefined {
     return this.peerVersion
@@ -390,6 +395,7 @@ export class Transport {
     if (this.kex.phase === "idle") this.startKex()
     const ours = (this.kex as { ours: Uint8Array }).ours
     const peer = parseKexInit(payload)
+    this.peerKexInitValue = peer
     const first = this.kexCount === 0
     const isClient = this.config.role === "client"
     const ourInit = parseKexInit(ours)
