@@ -1,0 +1,6 @@
+export * as SshAuth from "./SshAuth.js"
+export * as SshChannel from "./SshChannel.js"
+export * as SshClient from "./SshClient.js"
+export * as SshKey from "./SshKey.js"
+export * from "./SshError.js"
+export { OpenSSHAgentClient } from "./node/OpenSSHAgent.js"
