@@ -1,0 +1,57 @@
+/**
+ * AES-GCM for SSH (RFC 5647 §7, with OpenSSH's negotiation rules): the 12-byte nonce is a
+ * 4-byte fixed field and an 8-byte invocation counter that grows by one per packet; the
+ * 4-byte packet length is the additional authenticated data.
+ */
+import { createCipheriv, createDecipheriv, type CipherGCMTypes } from "node:crypto"
+
+export const GCM_TAG_LENGTH = 16
+
+/** One direction's AES-GCM state: key and the running nonce. */
+export class AesGcmKeys {
+  private readonly key: Buffer
+  private readonly nonce: Buffer
+
+  constructor(
+    private readonly algorithm: CipherGCMTypes,
+    key: Uint8Array,
+    iv: Uint8Array
+  ) {
+    if (iv.length < 12) throw new Error("AES-GCM needs a 12-byte IV")
+    this.key = Buffer.from(key)
+    this.nonce = Buffer.from(iv.subarray(0, 12))
+  }
+
+  /** Encrypts `packet[4..bodyEnd]` in place, authenticating `packet[0..4]`; writes the tag after the body. */
+  seal(packet: Uint8Array, bodyEnd: number): void {
+    const cipher = createCipheriv(this.algorithm, this.key, this.nonce, { authTagLength: GCM_TAG_LENGTH })
+    cipher.setAAD(packet.subarray(0, 4))
+    packet.set(cipher.update(packet.subarray(4, bodyEnd)), 4)
+    cipher.final()
+    packet.set(cipher.getAuthTag(), bodyEnd)
+    this.advance()
+  }
+
+  /** Decrypts `packet[4..bodyEnd]` and checks the tag after it; undefined when authentication fails. */
+  open(packet: Uint8Array, bodyEnd: number): Buffer | undefined {
+    const decipher = createDecipheriv(this.algorithm, this.key, this.nonce, { authTagLength: GCM_TAG_LENGTH })
+    this.advance()
+    decipher.setAAD(packet.subarray(0, 4))
+    decipher.setAuthTag(packet.subarray(bodyEnd, bodyEnd + GCM_TAG_LENGTH))
+    const plain = decipher.update(packet.subarray(4, bodyEnd))
+    try {
+      decipher.final()
+    } catch {
+      return undefined
+    }
+    return plain
+  }
+
+  /** The invocation counter is a 64-bit big-endian integer that wraps (RFC 5647 §7.1). */
+  private advance(): void {
+    for (let i = 11; i >= 4; i--) {
+      this.nonce[i] = (this.nonce[i] + 1) & 0xff
+      if (this.nonce[i] !== 0) return
+    }
+  }
+}
