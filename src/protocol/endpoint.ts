@@ -113,7 +113,7 @@ export class Endpoint {
       this.clientAuthValue = new ClientAuth(send, sessionId)
       this.clientAuthValue.requestService()
     } else {
-      this.serverAuthValue = new ServerAuth(send, sessionId, this.config.auth)
+      this.serverAuthValue = new ServerAuth(send, sessionId, this.config.auth, () => this.transport.authenticated())
     }
   }
 

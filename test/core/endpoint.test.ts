@@ -170,6 +170,32 @@ describe("client and server cores in memory", () => {
     })
   }
 
+  for (const compression of ["zlib", "zlib@openssh.com"]) {
+    it(`compression ${compression} carries channel data both ways`, () => {
+      const p = makePair({ compression: [compression] })
+      authenticateWithPassword(p)
+      const done = p.clientEvents.find((e) => e._tag === "KexDone")
+      expect(done?._tag === "KexDone" && done.summary.compressionC2S).toBe(compression)
+      let id = -1
+      p.client.guard(() => {
+        id = p.client.connection.openChannel("session")
+      })
+      shuttle(p)
+      const open = p.serverEvents.find((e) => e._tag === "Connection" && e.event._tag === "ChannelOpenRequest")
+      if (open?._tag !== "Connection" || open.event._tag !== "ChannelOpenRequest") throw new Error("no open request")
+      p.server.guard(() => p.server.connection.acceptChannel(open.event.id))
+      shuttle(p)
+      const text = "compressible ".repeat(5000)
+      p.client.guard(() => p.client.connection.write(id, new TextEncoder().encode(text)))
+      shuttle(p)
+      const received = p.serverEvents
+        .flatMap((e) => (e._tag === "Connection" && e.event._tag === "ChannelData" ? [e.event.data] : []))
+        .map((d) => new TextDecoder().decode(d))
+        .join("")
+      expect(received).toBe(text)
+    })
+  }
+
   it("rekeys on request and keeps the session id", () => {
     const p = makePair()
     authenticateWithPassword(p)

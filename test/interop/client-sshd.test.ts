@@ -128,6 +128,18 @@ describeWithPeers(["sshd", "ssh", "ssh-keygen", "ssh-agent", "ssh-add", testUser
     })
   }
 
+  // sshd offers only delayed compression (zlib@openssh.com); plain zlib is covered in memory
+  it("compression zlib@openssh.com", async () => {
+    const { result, algorithms } = await execOnce(
+      { algorithms: { compression: ["zlib@openssh.com"] } },
+      "head -c 3000000 /dev/zero | tr '\\0' a; echo; seq 1 20000 | tail -n 1"
+    )
+    expect(algorithms.compressionS2C).toBe("zlib@openssh.com")
+    const out = text(result.stdout)
+    expect(out.length).toBe(3000000 + 1 + 6)
+    expect(out.endsWith("20000\n")).toBe(true)
+  })
+
   for (const name of ["ed25519", "ecdsa256", "ecdsa384", "ecdsa521", "rsa", "dsa"]) {
     it(`publickey auth with ${name}`, async ({ skip }) => {
       if (!keys[name]) return skip(`this OpenSSH has no ${name} keys`)

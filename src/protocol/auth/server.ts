@@ -56,7 +56,9 @@ export class ServerAuth {
   constructor(
     private readonly send: (payload: Uint8Array) => void,
     private readonly sessionId: Uint8Array,
-    private readonly limits: ServerAuthLimits = { maxAuthTries: 6 }
+    private readonly limits: ServerAuthLimits = { maxAuthTries: 6 },
+    /** Called right after USERAUTH_SUCCESS is sent: delayed compression starts there. */
+    private readonly onAuthenticated: () => void = () => {}
   ) {}
 
   get authenticated(): boolean {
@@ -163,6 +165,7 @@ export class ServerAuth {
     this.awaitingAnswer = false
     this.done = true
     this.send(Uint8Array.of(Msg.USERAUTH_SUCCESS))
+    this.onAuthenticated()
   }
 
   /**
