@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto"
 import * as net from "node:net"
 import type { Duplex } from "node:stream"
 import * as Context from "effect/Context"
@@ -39,6 +40,8 @@ export interface HostKeyInfo {
   readonly key: Uint8Array
   /** "SHA256:..." as `ssh-keygen -l` prints it. */
   readonly fingerprint: string
+  /** The key hashed with the `hostHash` option's algorithm, in hex (as ssh2's hostVerifier receives it). */
+  readonly hash?: string
 }
 
 /** Decides whether to trust a host key. Plain boolean or an Effect. */
@@ -77,6 +80,8 @@ export interface ConnectOptions {
   readonly auth?: ReadonlyArray<SshAuthMethod>
   /** Required: verify the server's host key (see `acceptAnyHostKey` to opt out explicitly). */
   readonly hostVerifier: HostVerifier
+  /** A node:crypto hash name ("sha256", "md5", ...): the verifier also gets the key's hex digest as `hash`. */
+  readonly hostHash?: string
   readonly algorithms?: AlgorithmOptions
   /** Time allowed for connect + handshake + auth (default 20 s). */
   readonly readyTimeout?: Duration.DurationInput
@@ -170,7 +175,14 @@ export const connect = (options: ConnectOptions): Effect.Effect<SshConnection, C
           onEvent: (event, d) => {
             switch (event._tag) {
               case "HostKey": {
-                const info: HostKeyInfo = { host, port, algorithm: event.algorithm, key: event.key, fingerprint: fingerprint(event.key) }
+                const info: HostKeyInfo = {
+                  host,
+                  port,
+                  algorithm: event.algorithm,
+                  key: event.key,
+                  fingerprint: fingerprint(event.key),
+                  ...(options.hostHash ? { hash: createHash(options.hostHash).update(event.key).digest("hex") } : {})
+                }
                 hostKey = info
                 const verdict = Effect.suspend(() => {
                   const r = options.hostVerifier(info)

@@ -88,6 +88,20 @@ describeWithPeers(["sshd", "ssh-keygen", testUserRequirement], "client resilienc
     }
   })
 
+  it("hostHash gives the verifier the key digest it asks for", async () => {
+    let seen: string | undefined
+    const o = await options({
+      hostHash: "sha256",
+      hostVerifier: (k) => {
+        seen = k.hash
+        return k.fingerprint === sshd.hostKeys[0]!.fingerprint
+      }
+    })
+    await run(SshClient.connect(o))
+    // the fingerprint is the same digest, base64 without padding
+    expect(Buffer.from(seen!, "hex").toString("base64").replace(/=+$/, "")).toBe(sshd.hostKeys[0]!.fingerprint.slice(7))
+  })
+
   it("a refused port gives SshConnectError(refused)", async () => {
     const probe = net.createServer()
     await new Promise<void>((r) => probe.listen(0, "127.0.0.1", () => r()))
