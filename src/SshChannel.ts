@@ -53,15 +53,17 @@ const closedError = (state: ChannelState) => {
 /** A pull-based stream over an inbound buffer: each pull takes all buffered chunks at once. */
 function inbound(state: ChannelState, buffer: InboundBuffer): Stream.Stream<Uint8Array, SshChannelError> {
   const pull: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<SshChannelError>> = Effect.async((resume) => {
+    // taking happens only inside the callback, so an interrupted reader loses no data
     const attempt = () => {
       const taken = buffer.take()
-      if (taken === undefined) return buffer.onReadable(attempt)
+      if (taken === undefined) return
       if (Array.isArray(taken)) return resume(Effect.succeed(Chunk.unsafeFromArray(taken as Array<Uint8Array>)))
       const end = taken as Exclude<typeof taken, ReadonlyArray<Uint8Array> | undefined>
       if (end._tag === "closed" && end.error) return resume(Effect.fail(Option.some(closedError(state))))
       return resume(Effect.fail(Option.none()))
     }
-    attempt()
+    const cancel = buffer.onReadable(attempt)
+    return Effect.sync(cancel)
   })
   return Stream.repeatEffectChunkOption(pull)
 }
@@ -88,9 +90,10 @@ export function fromState(state: ChannelState): SshChannel {
     write,
     writeStderr: writeWith(state, 1),
     end,
+    // a peer that never answers our CLOSE must not hold the caller (or a scope) forever
     close: Effect.zipRight(
       Effect.sync(() => state.close()),
-      whenClosed
+      Effect.ignore(Effect.timeout(whenClosed, "10 seconds"))
     ),
     exit: Effect.flatMap(whenClosed, () =>
       state.exit

@@ -62,9 +62,16 @@ export class InboundBuffer {
     return this.end
   }
 
-  onReadable(callback: () => void): void {
-    if (this.size > 0 || this.end) callback()
-    else this.waiter = callback
+  /** Calls back once data or the end is there; returns a canceller for an interrupted reader. */
+  onReadable(callback: () => void): () => void {
+    if (this.size > 0 || this.end) {
+      callback()
+      return () => {}
+    }
+    this.waiter = callback
+    return () => {
+      if (this.waiter === callback) this.waiter = undefined
+    }
   }
 
   private wake(): void {

@@ -278,6 +278,20 @@ describeWithPeers(["sshd", "ssh", "ssh-keygen", "ssh-agent", "ssh-add", testUser
     )
   }, 120_000)
 
+  it("an interrupted read loses no data", async () => {
+    const o = await options()
+    await run(
+      Effect.gen(function* () {
+        const ssh = yield* SshClient.connect(o)
+        const proc = yield* ssh.spawn("sleep 0.3; printf abc; sleep 0.2; printf def")
+        // gives up before anything arrives: the reader is interrupted while waiting
+        const early = yield* Effect.timeout(Stream.runHead(proc.stdout), "50 millis").pipe(Effect.option)
+        expect(early._tag).toBe("None")
+        expect(text(yield* SshClient.collect(proc.stdout))).toBe("abcdef")
+      })
+    )
+  })
+
   it("a slow reader holds the sender back: buffered data stays within the window", async () => {
     const o = await options()
     await run(
