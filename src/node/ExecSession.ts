@@ -70,8 +70,8 @@ export const execSession =
           child = spawned
           yield* Effect.addFinalizer(() =>
             Effect.sync(() => {
-              // the client closed the channel under a running process: hang up on it, as sshd does
-              if (spawned.exitCode === null && spawned.signalCode === null) spawned.kill("SIGHUP")
+              // the channel closed under a running session: hang up on all of it, as sshd does
+              if (spawned.exitCode === null && spawned.signalCode === null) hangUp(spawned, pty !== undefined)
             })
           )
           yield* Effect.forkScoped(pumpInput(proc, spawned))
@@ -126,7 +126,8 @@ export const execSession =
 
 /** Starts the child: `/bin/sh -c command`, or the login shell, under `script` when a pty was requested. */
 function launch(command: string | undefined, shell: string, pty: PtyRequest | undefined, env: Record<string, string>, cwd: string): ChildProcess {
-  const options = { env, cwd, stdio: ["pipe", "pipe", "pipe"] as ["pipe", "pipe", "pipe"] }
+  // its own process group, so signals and the final hangup reach everything the session started
+  const options = { env, cwd, detached: true, stdio: ["pipe", "pipe", "pipe"] as ["pipe", "pipe", "pipe"] }
   if (!pty) {
     return command === undefined ? spawn(shell, ["-l"], options) : spawn("/bin/sh", ["-c", command], options)
   }
@@ -178,15 +179,27 @@ function ptyProgramPid(script: ChildProcess): number | undefined {
   }
 }
 
-/** A signal for a pty session goes to the program's process group (it leads its own session under script). */
-function signalChild(child: ChildProcess, signal: NodeJS.Signals, underPty: boolean): void {
+function killGroup(leader: number | undefined, signal: NodeJS.Signals): void {
+  if (leader === undefined) return
   try {
-    const program = underPty ? ptyProgramPid(child) : undefined
-    if (program !== undefined) process.kill(-program, signal)
-    else child.kill(signal)
+    process.kill(-leader, signal)
   } catch {
-    // the process is gone already
+    // the group is gone already
   }
+}
+
+/**
+ * A client's signal goes to the session's process group, as sshd's killpg does; under a pty
+ * that is the program's group (it leads its own session under script).
+ */
+function signalChild(child: ChildProcess, signal: NodeJS.Signals, underPty: boolean): void {
+  killGroup((underPty ? ptyProgramPid(child) : undefined) ?? child.pid, signal)
+}
+
+/** SIGHUP to the program and to script itself: script does not pass a hangup on. */
+function hangUp(child: ChildProcess, underPty: boolean): void {
+  if (underPty) killGroup(ptyProgramPid(child), "SIGHUP")
+  killGroup(child.pid, "SIGHUP")
 }
 
 /** Applies a window-change to the pty; the kernel then sends SIGWINCH to the foreground job. */

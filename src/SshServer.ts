@@ -1,0 +1,889 @@
+import * as net from "node:net"
+import type { Duplex } from "node:stream"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import * as Sink from "effect/Sink"
+import * as Stream from "effect/Stream"
+import type { ChannelState } from "./internal/channelState.js"
+import { Driver } from "./internal/driver.js"
+import type { Prompt } from "./protocol/auth/client.js"
+import type { AuthRequest, ServerAuthEvent } from "./protocol/auth/server.js"
+import type { ConnectionEvent } from "./protocol/connection/connection.js"
+import {
+  decodeEnvRequest,
+  decodeExecRequest,
+  decodePtyRequest,
+  decodeSignalRequest,
+  decodeSubsystemRequest,
+  decodeWindowChange,
+  decodeX11Request,
+  encodeExitSignal,
+  encodeExitStatus
+} from "./protocol/connection/requests.js"
+import type { PtyRequest, WindowChange, X11Request } from "./protocol/connection/requests.js"
+import type { SshPrivateKey } from "./protocol/keys/privateKey.js"
+import { fingerprint, parsePublicKeyBlob, signatureAlgorithms } from "./protocol/keys/publicKey.js"
+import type { SshPublicKey } from "./protocol/keys/publicKey.js"
+import { resolveAlgorithms, SUPPORTED } from "./protocol/transport/algorithms.js"
+import type { AlgorithmOptions } from "./protocol/transport/algorithms.js"
+import type { HostKeySigner, KexSummary } from "./protocol/transport/transport.js"
+import { ChannelOpenFailure } from "./protocol/wire/messages.js"
+import { DisconnectReason, ProtocolError } from "./protocol/wire/errors.js"
+import { concatBytes, message } from "./protocol/wire/writer.js"
+import { fromState } from "./SshChannel.js"
+import type { SshChannel } from "./SshChannel.js"
+import { VERSION } from "./SshClient.js"
+import { SshChannelError, SshConnectError, SshKeyError, SshTransportError } from "./SshError.js"
+
+export type { PtyRequest, WindowChange, X11Request } from "./protocol/connection/requests.js"
+export type { Prompt } from "./protocol/auth/client.js"
+
+/** Signature algorithms the core verifies for publickey and hostbased authentication: the `server-sig-algs` we announce. */
+export const USER_AUTH_SIGNATURE_ALGORITHMS: ReadonlyArray<string> = [
+  "ssh-ed25519",
+  "sk-ssh-ed25519@openssh.com",
+  "ecdsa-sha2-nistp256",
+  "ecdsa-sha2-nistp384",
+  "ecdsa-sha2-nistp521",
+  "sk-ecdsa-sha2-nistp256@openssh.com",
+  "rsa-sha2-512",
+  "rsa-sha2-256",
+  "ssh-rsa",
+  "ssh-dss"
+]
+
+// ---- authentication ---------------------------------------------------------------------
+
+/** Who is on the other end of one connection. The same object for the connection's lifetime. */
+export interface ConnectionInfo {
+  /** Unique within this server. */
+  readonly id: number
+  readonly remoteAddress: string | undefined
+  readonly remotePort: number | undefined
+  /** The client's identification line, e.g. "SSH-2.0-OpenSSH_9.2p1". */
+  readonly clientIdentification: () => string
+  /** The algorithms of the last key exchange. */
+  readonly algorithms: () => KexSummary | undefined
+}
+
+interface AuthBase {
+  readonly username: string
+  readonly connection: ConnectionInfo
+  /** Methods that already ended in partial success on this connection (multi-factor). */
+  readonly completed: ReadonlyArray<string>
+}
+
+/**
+ * One authentication request, decoded. Signatures are verified by the server before the
+ * handler sees a request: a signed publickey or hostbased request with a bad signature is
+ * refused without calling the handler, so the handler only decides whether the key is
+ * authorized for the user.
+ */
+export type AuthContext =
+  | (AuthBase & { readonly method: "none" })
+  | (AuthBase & {
+      readonly method: "password"
+      readonly password: Redacted.Redacted<string>
+      /** Present when the client answers a password change request. */
+      readonly newPassword?: Redacted.Redacted<string>
+    })
+  | (AuthBase & {
+      readonly method: "publickey"
+      readonly algorithm: string
+      readonly key: SshPublicKey
+      /** True when the client only asks whether the key would be accepted (no signature yet). */
+      readonly query: boolean
+      /** True when a signature is present and verifies; always true for the requests a handler sees unless `query`. */
+      readonly signatureValid: boolean
+    })
+  | (AuthBase & {
+      readonly method: "keyboard-interactive"
+      readonly submethods: string
+      /** Sends one round of prompts and waits for the answers (RFC 4256). Fails when the client gives up. */
+      readonly prompt: (
+        prompts: ReadonlyArray<Prompt>,
+        options?: { readonly name?: string; readonly instructions?: string }
+      ) => Effect.Effect<ReadonlyArray<string>, AuthCancelled>
+    })
+  | (AuthBase & {
+      readonly method: "hostbased"
+      readonly algorithm: string
+      readonly key: SshPublicKey
+      readonly hostname: string
+      readonly localUsername: string
+      readonly signatureValid: boolean
+    })
+
+/** The client abandoned a keyboard-interactive exchange (it sent a new request or left). */
+export class AuthCancelled extends Data.TaggedError("AuthCancelled")<{ readonly message: string }> {}
+
+export type AuthDecision =
+  | { readonly _tag: "Accept" }
+  | { readonly _tag: "Reject"; readonly methods?: ReadonlyArray<string>; readonly partialSuccess?: boolean }
+  | { readonly _tag: "PasswordChange"; readonly prompt: string }
+
+export const AuthDecision = {
+  /** For publickey: the key is authorized (a query gets PK_OK, a signed request succeeds). */
+  accept: { _tag: "Accept" } as AuthDecision,
+  /** Refuses; `methods` replaces the server's method list in the answer. */
+  reject: (options: { readonly methods?: ReadonlyArray<string> } = {}): AuthDecision => ({ _tag: "Reject", ...options }),
+  /** This factor passed, more are required: the client continues with one of `methods`. */
+  partial: (methods: ReadonlyArray<string>): AuthDecision => ({ _tag: "Reject", methods, partialSuccess: true }),
+  /** password only: the password is right but expired; the client must send a new one. */
+  passwordChange: (prompt: string): AuthDecision => ({ _tag: "PasswordChange", prompt })
+}
+
+// ---- sessions ---------------------------------------------------------------------------
+
+/** A session channel after exec, shell or subsystem was accepted: the server's side of the process. */
+export interface ServerProcess {
+  /** What the client sends (the process's stdin); ends at the client's EOF. Reading it grants the client more window. */
+  readonly input: Stream.Stream<Uint8Array, SshChannelError>
+  /** Writes to the client's stdout, waiting while its window or the socket is full. */
+  readonly write: (data: Uint8Array | string) => Effect.Effect<void, SshChannelError>
+  /** Writes to the client's stderr (extended data 1). */
+  readonly writeStderr: (data: Uint8Array | string) => Effect.Effect<void, SshChannelError>
+  /** stdout as a Sink (sends no EOF: `exit` does). */
+  readonly stdout: Sink.Sink<void, Uint8Array | string, never, SshChannelError>
+  readonly stderr: Sink.Sink<void, Uint8Array | string, never, SshChannelError>
+  /** Sends EOF early; `exit` sends it anyway. */
+  readonly end: Effect.Effect<void>
+  /** Sends exit-status, EOF and CLOSE, in that order, and waits for the client's CLOSE. */
+  readonly exit: (code: number) => Effect.Effect<void>
+  /** Sends exit-signal (signal name without "SIG"), EOF and CLOSE, and waits for the client's CLOSE. */
+  readonly exitSignal: (signal: string, options?: { readonly coreDumped?: boolean; readonly message?: string }) => Effect.Effect<void>
+  readonly channel: SshChannel
+}
+
+interface Answerable<A> {
+  readonly wantReply: boolean
+  /** Answers success (when the client wants a reply). */
+  readonly accept: Effect.Effect<A, SshChannelError>
+  /** Answers failure (when the client wants a reply). Unanswered requests are refused when the next one is taken. */
+  readonly reject: Effect.Effect<void>
+}
+
+/** A request on a session channel (RFC 4254 §6, OpenSSH extensions). */
+export type SessionRequest =
+  | (Answerable<void> & { readonly _tag: "Pty"; readonly pty: PtyRequest })
+  | (Answerable<void> & { readonly _tag: "Env"; readonly name: string; readonly value: string })
+  | (Answerable<void> & { readonly _tag: "X11"; readonly x11: X11Request })
+  | (Answerable<void> & { readonly _tag: "AuthAgent" })
+  | (Answerable<void> & { readonly _tag: "WindowChange"; readonly size: WindowChange })
+  | (Answerable<void> & { readonly _tag: "Signal"; readonly signal: string })
+  | (Answerable<ServerProcess> & { readonly _tag: "Exec"; readonly command: string })
+  | (Answerable<ServerProcess> & { readonly _tag: "Shell" })
+  | (Answerable<ServerProcess> & { readonly _tag: "Subsystem"; readonly name: string })
+  | (Answerable<void> & { readonly _tag: "Other"; readonly request: string; readonly data: Uint8Array })
+
+/** One session channel. */
+export interface ServerSession {
+  readonly connection: ConnectionInfo
+  readonly username: string
+  readonly channelId: number
+  /**
+   * The channel's requests in the order they came; ends when the channel closes. Answer each
+   * before taking the next (a request left unanswered is refused then). Long work started by
+   * exec/shell/subsystem belongs in a fiber (`Effect.forkScoped`): the session's scope ends with the channel.
+   */
+  readonly requests: Stream.Stream<SessionRequest>
+  /** Closes the channel. */
+  readonly close: Effect.Effect<void>
+}
+
+/** A global request from an authenticated client; reply true/false, or bytes for success with data. */
+export interface GlobalRequestContext {
+  readonly name: string
+  readonly wantReply: boolean
+  readonly data: Uint8Array
+  readonly username: string
+  readonly connection: ConnectionInfo
+}
+
+// ---- the server -------------------------------------------------------------------------
+
+export interface ServerOptions<R = never> {
+  /** Listen on TCP; port 0 picks a free port (see `Server.address`). Absent: only `handleConnection`. */
+  readonly listen?: { readonly host?: string; readonly port: number }
+  readonly hostKeys: ReadonlyArray<SshPrivateKey>
+  readonly algorithms?: AlgorithmOptions
+  /** Text shown to the user before authentication (USERAUTH_BANNER). */
+  readonly banner?: string
+  /** Lines sent before the identification line (RFC 4253 §4.2). */
+  readonly greeting?: string
+  /** Software version in our identification line. */
+  readonly ident?: string
+  /** Methods announced in USERAUTH_FAILURE (default publickey, password, keyboard-interactive). */
+  readonly authMethods?: ReadonlyArray<string>
+  readonly authenticate: (ctx: AuthContext) => Effect.Effect<AuthDecision, AuthCancelled, R>
+  /** Runs for each session channel; without it session opens are refused. */
+  readonly onSession?: (session: ServerSession) => Effect.Effect<void, never, R | Scope.Scope>
+  /** Global requests other than the ones the server answers itself; without it they are refused. */
+  readonly onGlobalRequest?: (request: GlobalRequestContext) => Effect.Effect<boolean | Uint8Array, never, R>
+  /** Failed authentication attempts allowed; the next one disconnects (OpenSSH MaxAuthTries, default 6). */
+  readonly maxAuthTries?: number
+  /** Time allowed from connect to authenticated (default 120 s). */
+  readonly loginGraceTime?: Duration.DurationInput
+  /** Unauthenticated connections at once; more are dropped at connect (default 10). */
+  readonly maxStartups?: number
+  /** Channels open at once per connection (default 64). */
+  readonly maxChannels?: number
+  /** The client's want-reply global requests awaiting our answer (default 16). */
+  readonly maxPendingGlobalRequests?: number
+  /** Interval of keepalive@openssh.com requests after authentication; absent or 0 disables them. */
+  readonly keepaliveInterval?: Duration.DurationInput
+  /** Unanswered keepalives before the connection is dropped (default 3). */
+  readonly keepaliveCountMax?: number
+  readonly rekeyBytes?: number
+  readonly rekeyInterval?: Duration.DurationInput
+}
+
+export interface Server {
+  /** The bound TCP address, when listening. */
+  readonly address: { readonly host: string; readonly port: number } | undefined
+  /** The host keys served, with their fingerprints ("SHA256:..."). */
+  readonly hostKeys: ReadonlyArray<{ readonly type: string; readonly fingerprint: string; readonly publicKey: SshPublicKey }>
+  /**
+   * Serves one connection over any duplex (a socket, a channel, an in-memory pair). Returns at
+   * once; the connection runs in its own scope inside the server's and ends with it.
+   */
+  readonly handleConnection: (socket: Duplex, peer?: { readonly remoteAddress?: string; readonly remotePort?: number }) => Effect.Effect<void>
+  /** Connections open now, and how many of them are authenticated. */
+  readonly stats: Effect.Effect<{ readonly connections: number; readonly authenticated: number }>
+}
+
+export type ServerError = SshConnectError | SshTransportError | SshKeyError
+
+const DEFAULT_AUTH_METHODS = ["publickey", "password", "keyboard-interactive"]
+const encoder = new TextEncoder()
+
+function hostKeySigner(key: SshPrivateKey): HostKeySigner {
+  return { algorithms: signatureAlgorithms(key.type), blob: key.publicKey.blob, sign: (alg, data) => key.sign(alg, data) }
+}
+
+/**
+ * Starts an SSH server bound to the current scope: closing the scope closes the listener
+ * and every connection.
+ *
+ * @example
+ * const server = yield* SshServer.make({
+ *   listen: { host: "127.0.0.1", port: 0 },
+ *   hostKeys: [generatePrivateKey("ed25519")],
+ *   authenticate: (ctx) => Effect.succeed(ctx.method === "password" && Redacted.value(ctx.password) === "pw" ? AuthDecision.accept : AuthDecision.reject()),
+ *   onSession: (session) => Stream.runForEach(session.requests, (req) =>
+ *     req._tag === "Exec"
+ *       ? Effect.flatMap(req.accept, (p) => Effect.forkScoped(Effect.zipRight(p.write(`ran ${req.command}\n`), p.exit(0))))
+ *       : req.reject)
+ * })
+ */
+export const make = <R = never>(options: ServerOptions<R>): Effect.Effect<Server, ServerError, Scope.Scope | R> =>
+  Effect.gen(function* () {
+    if (options.hostKeys.length === 0) {
+      return yield* Effect.fail(new SshKeyError({ reason: "unsupported-key-type", message: "a server needs at least one host key" }))
+    }
+    for (const key of options.hostKeys) {
+      if (signatureAlgorithms(key.type).length === 0 || key.type.startsWith("sk-")) {
+        return yield* Effect.fail(new SshKeyError({ reason: "unsupported-key-type", message: `a ${key.type} key cannot be a host key` }))
+      }
+    }
+    const algorithms = yield* Effect.try({
+      // an RSA host key serves ssh-rsa too unless the user chose the list
+      try: () => resolveAlgorithms({ hostKey: SUPPORTED.hostKey, ...options.algorithms }),
+      catch: (cause) => new SshTransportError({ reason: "no-common-algorithm", message: (cause as Error).message, cause })
+    })
+    const signers = options.hostKeys.map(hostKeySigner)
+    const served = algorithms.hostKey.filter((a) => signers.some((s) => s.algorithms.includes(a)))
+    if (served.length === 0) {
+      return yield* Effect.fail(
+        new SshTransportError({
+          reason: "no-common-algorithm",
+          message: `none of the host key algorithms (${algorithms.hostKey.join(", ")}) fits the host keys (${options.hostKeys.map((k) => k.type).join(", ")})`
+        })
+      )
+    }
+    const state: ServerState = { nextId: 1, unauthenticated: 0, open: 0, authenticated: 0 }
+    const run = yield* FiberSet.makeRuntime<R>()
+    const config: ConnectionConfig<R> = { options, signers, algorithms, state }
+
+    const handleConnection: Server["handleConnection"] = (socket, peer = {}) =>
+      Effect.sync(() => {
+        run(Effect.scoped(serveConnection(config, socket, peer)))
+      })
+
+    let address: Server["address"]
+    if (options.listen) {
+      const listener = yield* listenTcp(options.listen.host ?? "127.0.0.1", options.listen.port, (socket) => {
+        run(Effect.scoped(serveConnection(config, socket, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort })))
+      })
+      const bound = listener.address() as net.AddressInfo
+      address = { host: bound.address, port: bound.port }
+    }
+
+    return {
+      address,
+      hostKeys: options.hostKeys.map((k) => ({ type: k.type, fingerprint: fingerprint(k.publicKey.blob), publicKey: k.publicKey })),
+      handleConnection,
+      stats: Effect.sync(() => ({ connections: state.open, authenticated: state.authenticated }))
+    } satisfies Server
+  })
+
+/** The server as a service. */
+export class SshServer extends Context.Tag("effect-ssh/SshServer")<SshServer, Server>() {}
+
+/** A layer running the server for the lifetime of the layer. */
+export const layer = <R = never>(options: ServerOptions<R>): Layer.Layer<SshServer, ServerError, R> => Layer.scoped(SshServer, make(options))
+
+interface ServerState {
+  nextId: number
+  unauthenticated: number
+  open: number
+  authenticated: number
+}
+
+interface ConnectionConfig<R> {
+  readonly options: ServerOptions<R>
+  readonly signers: ReadonlyArray<HostKeySigner>
+  readonly algorithms: ReturnType<typeof resolveAlgorithms>
+  readonly state: ServerState
+}
+
+function listenTcp(host: string, port: number, onSocket: (socket: net.Socket) => void): Effect.Effect<net.Server, SshConnectError, Scope.Scope> {
+  return Effect.acquireRelease(
+    Effect.async<net.Server, SshConnectError>((resume) => {
+      const server = net.createServer({ noDelay: true }, onSocket)
+      const onError = (e: Error) =>
+        resume(Effect.fail(new SshConnectError({ reason: "socket", message: `cannot listen on ${host}:${port}: ${e.message}`, cause: e })))
+      server.once("error", onError)
+      server.listen(port, host, () => {
+        server.off("error", onError)
+        // a failing accept must not crash the process; the listener goes on
+        server.on("error", () => {})
+        resume(Effect.succeed(server))
+      })
+    }),
+    // connections are closed by their own scopes; this only stops accepting new ones
+    (server) => Effect.sync(() => server.close())
+  )
+}
+
+type AuthSignal = ServerAuthEvent | { readonly _tag: "Closed" }
+
+/** One connection, from the identification line to the close; runs in its own scope. */
+function serveConnection<R>(
+  config: ConnectionConfig<R>,
+  socket: Duplex,
+  peer: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined }
+): Effect.Effect<void, never, Scope.Scope | R> {
+  const { options, state } = config
+  return Effect.gen(function* () {
+    socket.on("error", () => {}) // errors end the connection through "close"; never crash the process
+    if (state.unauthenticated >= (options.maxStartups ?? 10)) {
+      socket.destroy()
+      return
+    }
+    state.unauthenticated++
+    state.open++
+    let preAuth = true
+    let authenticatedUser: string | undefined
+    const leavePreAuth = () => {
+      if (!preAuth) return
+      preAuth = false
+      state.unauthenticated--
+    }
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        leavePreAuth()
+        state.open--
+        if (authenticatedUser !== undefined) state.authenticated--
+      })
+    )
+
+    const run = yield* FiberSet.makeRuntime<R>()
+    const authSignals = yield* Queue.unbounded<AuthSignal>()
+    const globalRequests = yield* Queue.unbounded<Extract<ConnectionEvent, { _tag: "GlobalRequest" }>>()
+    let summary: KexSummary | undefined
+    let noMoreSessions = false
+    const maxAuthTries = options.maxAuthTries ?? 6
+
+    const connection: ConnectionInfo = {
+      id: state.nextId++,
+      remoteAddress: peer.remoteAddress,
+      remotePort: peer.remotePort,
+      clientIdentification: () => driver.endpoint.transport.peerIdentification ?? "",
+      algorithms: () => summary
+    }
+
+    const extInfo: ReadonlyArray<readonly [string, Uint8Array]> = [["server-sig-algs", encoder.encode(USER_AUTH_SIGNATURE_ALGORITHMS.join(","))]]
+    const driver: Driver = new Driver(
+      socket,
+      {
+        role: "server",
+        software: options.ident ?? `effect_ssh_${VERSION}`,
+        algorithms: config.algorithms,
+        hostKeys: config.signers,
+        extInfo,
+        ...(options.greeting !== undefined ? { greeting: options.greeting } : {}),
+        // the server refuses the attempt after the last allowed one itself, before the core would
+        auth: { maxAuthTries: maxAuthTries + 1 },
+        connection: {
+          ...(options.maxChannels !== undefined ? { maxChannels: options.maxChannels } : {}),
+          ...(options.maxPendingGlobalRequests !== undefined ? { maxPendingGlobalRequests: options.maxPendingGlobalRequests } : {})
+        },
+        ...(options.rekeyBytes !== undefined ? { rekeyBytes: options.rekeyBytes } : {}),
+        ...(options.rekeyInterval !== undefined ? { rekeyIntervalMs: Duration.toMillis(options.rekeyInterval) } : {})
+      },
+      {
+        onEvent: (event) => {
+          if (event._tag === "KexDone") summary = event.summary
+          else if (event._tag === "ServerAuth") Queue.unsafeOffer(authSignals, event.event)
+          else if (event._tag === "Closed") Queue.unsafeOffer(authSignals, { _tag: "Closed" })
+        },
+        onGlobalRequest: (event) => {
+          // set at once: a session open may follow in the same read, before the loop below runs
+          if (event.name === "no-more-sessions@openssh.com") noMoreSessions = true
+          Queue.unsafeOffer(globalRequests, event)
+        },
+        onChannelOpen: (event, d) => {
+          if (event.type !== "session") {
+            d.run((e) => e.connection.rejectChannel(event.id, ChannelOpenFailure.UNKNOWN_CHANNEL_TYPE, `unsupported channel type ${event.type}`))
+            return
+          }
+          if (noMoreSessions || !options.onSession) {
+            const why = noMoreSessions ? "no-more-sessions@openssh.com was sent" : "sessions are not served"
+            d.run((e) => e.connection.rejectChannel(event.id, ChannelOpenFailure.ADMINISTRATIVELY_PROHIBITED, why))
+            return
+          }
+          const channel = d.acceptChannel(event.id, "session")
+          run(runSession(channel, connection, authenticatedUser ?? "", options.onSession))
+        }
+      }
+    )
+    yield* Effect.addFinalizer(() =>
+      Effect.async<void>((resume) => {
+        driver.disconnect(DisconnectReason.BY_APPLICATION, "server shutting down")
+        driver.onClose(() => resume(Effect.void))
+      })
+    )
+
+    const graceMs = Duration.toMillis(options.loginGraceTime ?? "120 seconds")
+    const graceTimer = run(
+      Effect.sleep(graceMs).pipe(
+        Effect.zipRight(
+          Effect.sync(() => {
+            if (authenticatedUser !== undefined) return
+            driver.run((e) =>
+              e.transport.abort(new ProtocolError("timeout", `login grace time of ${graceMs / 1000} s exceeded`, DisconnectReason.BY_APPLICATION))
+            )
+          })
+        )
+      )
+    )
+
+    const onAuthenticated = (username: string) =>
+      Effect.gen(function* () {
+        authenticatedUser = username
+        state.authenticated++
+        leavePreAuth()
+        yield* Fiber.interruptFork(graceTimer)
+        // hostkeys-00@openssh.com (draft-miller-sshm-hostkey-update): every host key, for UpdateHostKeys
+        driver.globalRequest("hostkeys-00@openssh.com", concatBytes(...config.signers.map((s) => message((w) => w.string(s.blob)))))
+        run(globalRequestLoop(driver, globalRequests, config, connection, username))
+        const keepalive = startKeepalive(driver, options)
+        if (keepalive) run(keepalive)
+      })
+
+    run(authLoop(driver, authSignals, options, connection, maxAuthTries, onAuthenticated))
+
+    yield* Effect.async<void>((resume) => driver.onClose(() => resume(Effect.void)))
+  })
+}
+
+/** Reads authentication requests one at a time and answers each with the application's decision. */
+function authLoop<R>(
+  driver: Driver,
+  signals: Queue.Queue<AuthSignal>,
+  options: ServerOptions<R>,
+  connection: ConnectionInfo,
+  maxAuthTries: number,
+  onAuthenticated: (username: string) => Effect.Effect<void>
+): Effect.Effect<void, never, R> {
+  return Effect.gen(function* () {
+    let lookahead: AuthSignal | undefined
+    let failures = 0
+    let requests = 0
+    let bannerSent = false
+    const completed: string[] = []
+    const methods = options.authMethods ?? DEFAULT_AUTH_METHODS
+    const auth = () => driver.endpoint.serverAuth
+    const next = Effect.suspend(() => {
+      const l = lookahead
+      lookahead = undefined
+      return l ? Effect.succeed(l) : Queue.take(signals)
+    })
+    const reject = (list: ReadonlyArray<string>, partial: boolean, counts: boolean) =>
+      Effect.sync(() => {
+        if (counts && !partial) failures++
+        driver.run(() => auth().reject(list, partial, counts))
+      })
+
+    for (;;) {
+      const signal = yield* next
+      if (signal._tag === "Closed") return
+      if (signal._tag === "InfoResponse") {
+        // an answer nobody asked for now: the core already refuses INFO_RESPONSE without a request
+        continue
+      }
+      const request = signal.request
+      requests++
+      if (!bannerSent && options.banner) {
+        bannerSent = true
+        driver.run(() => auth().banner(options.banner!))
+      }
+      // like OpenSSH: the first "none" is free, every other refused request counts
+      const counts = !(request.method === "none" && requests === 1)
+      if (counts && failures >= maxAuthTries) {
+        driver.run((e) =>
+          e.transport.abort(
+            new ProtocolError("protocol", `too many authentication failures (${failures})`, DisconnectReason.NO_MORE_AUTH_METHODS_AVAILABLE)
+          )
+        )
+        return
+      }
+      const context = toContext(request, connection, completed, (prompts, opts) =>
+        Effect.gen(function* () {
+          driver.run(() => auth().infoRequest(opts?.name ?? "", opts?.instructions ?? "", prompts))
+          const answer = yield* Queue.take(signals)
+          if (answer._tag === "InfoResponse") {
+            if (answer.answers.length === prompts.length) return answer.answers
+            driver.run((e) =>
+              e.transport.abort(new ProtocolError("protocol", `${answer.answers.length} answers to ${prompts.length} keyboard-interactive prompts`))
+            )
+            return yield* Effect.fail(new AuthCancelled({ message: "wrong number of answers" }))
+          }
+          lookahead = answer
+          return yield* Effect.fail(new AuthCancelled({ message: "the client abandoned keyboard-interactive" }))
+        })
+      )
+      if (context === undefined) {
+        yield* reject(methods, false, counts)
+        continue
+      }
+      const decision = yield* options.authenticate(context).pipe(
+        Effect.map((d) => d as AuthDecision | "cancelled"),
+        Effect.catchTag("AuthCancelled", () => Effect.succeed("cancelled" as const)),
+        Effect.catchAllCause((cause) =>
+          Effect.logWarning("authenticate handler failed; refusing the request", cause).pipe(Effect.as(AuthDecision.reject()))
+        )
+      )
+      if (decision === "cancelled" || driver.closed) continue
+      if (context.method === "publickey" && context.query) {
+        if (decision._tag === "Accept" || (decision._tag === "Reject" && decision.partialSuccess)) {
+          driver.run(() => auth().publicKeyOk(context.algorithm, context.key.blob))
+        } else {
+          yield* reject(decision._tag === "Reject" ? (decision.methods ?? methods) : methods, false, counts)
+        }
+        continue
+      }
+      switch (decision._tag) {
+        case "Accept":
+          driver.run((e) => {
+            e.serverAuth.accept()
+            // delayed compression (zlib@openssh.com) starts right after USERAUTH_SUCCESS
+            e.transport.authenticated()
+          })
+          yield* onAuthenticated(request.username)
+          return
+        case "PasswordChange":
+          if (context.method === "password" && context.newPassword === undefined) {
+            driver.run(() => auth().passwordChangeRequest(decision.prompt))
+          } else {
+            yield* reject(methods, false, counts)
+          }
+          continue
+        case "Reject":
+          if (decision.partialSuccess && !completed.includes(context.method)) completed.push(context.method)
+          yield* reject(decision.methods ?? methods, decision.partialSuccess ?? false, counts)
+          continue
+      }
+    }
+  })
+}
+
+/**
+ * The handler's view of a request, or undefined when the server refuses it outright: an
+ * unknown method, a key it cannot read, a signature algorithm it does not announce, or a
+ * signature that does not verify.
+ */
+function toContext(
+  request: AuthRequest,
+  connection: ConnectionInfo,
+  completed: ReadonlyArray<string>,
+  prompt: Extract<AuthContext, { method: "keyboard-interactive" }>["prompt"]
+): AuthContext | undefined {
+  const base = { username: request.username, connection, completed: [...completed] }
+  const key = (blob: Uint8Array) => {
+    try {
+      return parsePublicKeyBlob(blob)
+    } catch {
+      return undefined
+    }
+  }
+  if ("unknown" in request) return undefined
+  switch (request.method) {
+    case "none":
+      return { ...base, method: "none" }
+    case "password":
+      return {
+        ...base,
+        method: "password",
+        password: Redacted.make(request.password),
+        ...(request.newPassword !== undefined ? { newPassword: Redacted.make(request.newPassword) } : {})
+      }
+    case "publickey": {
+      const k = key(request.key)
+      if (!k || !USER_AUTH_SIGNATURE_ALGORITHMS.includes(request.algorithm)) return undefined
+      if (!signatureAlgorithms(k.type).includes(request.algorithm)) return undefined
+      if (request.signed && !request.signatureValid) return undefined
+      return { ...base, method: "publickey", algorithm: request.algorithm, key: k, query: !request.signed, signatureValid: request.signatureValid }
+    }
+    case "keyboard-interactive":
+      return { ...base, method: "keyboard-interactive", submethods: request.submethods, prompt }
+    case "hostbased": {
+      const k = key(request.hostKey)
+      if (!k || !request.signatureValid || !USER_AUTH_SIGNATURE_ALGORITHMS.includes(request.algorithm)) return undefined
+      return {
+        ...base,
+        method: "hostbased",
+        algorithm: request.algorithm,
+        key: k,
+        hostname: request.hostname,
+        localUsername: request.localUsername,
+        signatureValid: true
+      }
+    }
+  }
+}
+
+/** Answers the client's global requests in order: the OpenSSH ones here, the rest by the application. */
+function globalRequestLoop<R>(
+  driver: Driver,
+  requests: Queue.Queue<Extract<ConnectionEvent, { _tag: "GlobalRequest" }>>,
+  config: ConnectionConfig<R>,
+  connection: ConnectionInfo,
+  username: string
+): Effect.Effect<never, never, R> {
+  const reply = (wantReply: boolean, result: boolean | Uint8Array) =>
+    Effect.sync(() => {
+      if (!wantReply) return
+      driver.run((e) =>
+        typeof result === "boolean" ? e.connection.replyGlobalRequest(result) : e.connection.replyGlobalRequest(true, result)
+      )
+    })
+  const handle = (request: Extract<ConnectionEvent, { _tag: "GlobalRequest" }>): Effect.Effect<void, never, R> => {
+    switch (request.name) {
+      case "no-more-sessions@openssh.com":
+        return reply(request.wantReply, true)
+      case "keepalive@openssh.com":
+        // any answer proves liveness; OpenSSH answers failure too
+        return reply(request.wantReply, false)
+      case "hostkeys-prove-00@openssh.com":
+        return reply(request.wantReply, proveHostKeys(driver, config.signers, request.data) ?? false)
+    }
+    const handler = config.options.onGlobalRequest
+    if (!handler) return reply(request.wantReply, false)
+    return handler({ name: request.name, wantReply: request.wantReply, data: request.data, username, connection }).pipe(
+      Effect.catchAllCause((cause) => Effect.logWarning("global request handler failed", cause).pipe(Effect.as(false))),
+      Effect.flatMap((result) => reply(request.wantReply, result))
+    )
+  }
+  return Effect.forever(Effect.flatMap(Queue.take(requests), handle))
+}
+
+/**
+ * Signs each requested host key over ("hostkeys-prove-00@openssh.com", session id, key), as
+ * draft-miller-sshm-hostkey-update says. RSA keys sign with the negotiated RSA algorithm, or
+ * rsa-sha2-512. Undefined (a failure reply) when a requested key is not one of ours.
+ */
+function proveHostKeys(driver: Driver, signers: ReadonlyArray<HostKeySigner>, data: Uint8Array): Uint8Array | undefined {
+  const sessionId = driver.endpoint.transport.sessionId
+  if (!sessionId) return undefined
+  const negotiated = driver.endpoint.transport.negotiated?.hostKey ?? ""
+  const signatures: Uint8Array[] = []
+  let offset = 0
+  while (offset < data.length) {
+    if (offset + 4 > data.length) return undefined
+    const length = new DataView(data.buffer, data.byteOffset + offset, 4).getUint32(0)
+    if (offset + 4 + length > data.length) return undefined
+    const blob = data.subarray(offset + 4, offset + 4 + length)
+    offset += 4 + length
+    const signer = signers.find((s) => Buffer.from(s.blob).equals(blob))
+    if (!signer) return undefined
+    const rsa = signer.algorithms.includes("rsa-sha2-512")
+    const algorithm = rsa ? (negotiated.startsWith("rsa-sha2-") ? negotiated : "rsa-sha2-512") : signer.algorithms[0]!
+    const signed = message((w) => w.string("hostkeys-prove-00@openssh.com").string(sessionId).string(blob))
+    signatures.push(message((w) => w.string(signer.sign(algorithm, signed))))
+  }
+  return concatBytes(...signatures)
+}
+
+function startKeepalive<R>(driver: Driver, options: ServerOptions<R>): Effect.Effect<void> | undefined {
+  const interval = options.keepaliveInterval === undefined ? 0 : Duration.toMillis(options.keepaliveInterval)
+  if (interval <= 0) return undefined
+  const max = options.keepaliveCountMax ?? 3
+  let unanswered = 0
+  const tick = Effect.sync(() => {
+    if (unanswered >= max) {
+      driver.run((e) => e.transport.abort(new ProtocolError("timeout", `no answer to ${max} keepalives`, DisconnectReason.CONNECTION_LOST)))
+      return
+    }
+    unanswered++
+    driver.globalRequest("keepalive@openssh.com", undefined, () => {
+      unanswered = 0
+    })
+  })
+  return Effect.asVoid(Effect.repeat(tick, { schedule: Schedule.spaced(interval), until: () => driver.closed }))
+}
+
+// ---- session channels -------------------------------------------------------------------
+
+interface PendingAnswer {
+  answered: boolean
+  answer(ok: boolean): void
+}
+
+/** Runs the session handler for one channel; the handler's scope ends when the channel closes. */
+function runSession<R>(
+  channel: ChannelState,
+  connection: ConnectionInfo,
+  username: string,
+  onSession: (session: ServerSession) => Effect.Effect<void, never, R | Scope.Scope>
+): Effect.Effect<void, never, R> {
+  const queue = Effect.runSync(Queue.unbounded<SessionRequest | null>())
+  let last: PendingAnswer | undefined
+  const closeChannel = Effect.async<void>((resume) => {
+    channel.close()
+    channel.whenClosed(() => resume(Effect.void))
+  })
+  channel.onRequest = (request, wantReply, data) => {
+    // decoded here, synchronously: a malformed request is a protocol error that ends the connection
+    Queue.unsafeOffer(queue, decodeSessionRequest(channel, request, wantReply, data))
+  }
+  channel.whenClosed(() => Queue.unsafeOffer(queue, null))
+  const settleLast = () => {
+    if (last && !last.answered) last.answer(false)
+  }
+  const pull: Effect.Effect<SessionRequest, Option.Option<never>> = Effect.suspend(() => {
+    settleLast()
+    return Queue.take(queue)
+  }).pipe(
+    Effect.flatMap((r) => {
+      if (r === null) {
+        Queue.unsafeOffer(queue, null) // later pulls end too
+        return Effect.fail(Option.none())
+      }
+      last = (r as unknown as { readonly pending: PendingAnswer }).pending
+      return Effect.succeed(r)
+    })
+  )
+  const session: ServerSession = {
+    connection,
+    username,
+    channelId: channel.id,
+    requests: Stream.repeatEffectOption(pull),
+    close: closeChannel
+  }
+  const whenClosed = Effect.async<void>((resume) => channel.whenClosed(() => resume(Effect.void)))
+  return Effect.scoped(onSession(session)).pipe(
+    Effect.catchAllCause((cause) => Effect.logWarning("session handler failed", cause)),
+    Effect.raceFirst(whenClosed),
+    Effect.ensuring(
+      Effect.suspend(() => {
+        settleLast()
+        return channel.closed ? Effect.void : closeChannel
+      })
+    )
+  )
+}
+
+function decodeSessionRequest(channel: ChannelState, request: string, wantReply: boolean, data: Uint8Array): SessionRequest {
+  const pending: PendingAnswer = {
+    answered: false,
+    answer(ok) {
+      if (this.answered) return
+      this.answered = true
+      if (wantReply) channel.driver.run((e) => e.connection.replyRequest(channel.id, ok))
+    }
+  }
+  const already = () =>
+    new SshChannelError({ reason: "request-failed", message: `the "${request}" request on channel ${channel.id} was already answered` })
+  const simple = {
+    wantReply,
+    accept: Effect.suspend(() => (pending.answered ? Effect.fail(already()) : Effect.sync(() => pending.answer(true)))),
+    reject: Effect.sync(() => pending.answer(false))
+  }
+  const starting = {
+    ...simple,
+    accept: Effect.suspend(() => {
+      if (pending.answered) return Effect.fail(already())
+      pending.answer(true)
+      return Effect.succeed(serverProcess(channel))
+    })
+  }
+  const withPending = <T extends object>(r: T): T => Object.assign(r, { pending })
+  switch (request) {
+    case "pty-req":
+      return withPending({ ...simple, _tag: "Pty", pty: decodePtyRequest(data) })
+    case "env": {
+      const env = decodeEnvRequest(data)
+      return withPending({ ...simple, _tag: "Env", name: env.name, value: env.value })
+    }
+    case "x11-req":
+      return withPending({ ...simple, _tag: "X11", x11: decodeX11Request(data) })
+    case "auth-agent-req@openssh.com":
+      return withPending({ ...simple, _tag: "AuthAgent" })
+    case "window-change":
+      return withPending({ ...simple, _tag: "WindowChange", size: decodeWindowChange(data) })
+    case "signal":
+      return withPending({ ...simple, _tag: "Signal", signal: decodeSignalRequest(data) })
+    case "exec":
+      return withPending({ ...starting, _tag: "Exec", command: decodeExecRequest(data) })
+    case "shell":
+      return withPending({ ...starting, _tag: "Shell" })
+    case "subsystem":
+      return withPending({ ...starting, _tag: "Subsystem", name: decodeSubsystemRequest(data) })
+    default:
+      return withPending({ ...simple, _tag: "Other", request, data })
+  }
+}
+
+function serverProcess(state: ChannelState): ServerProcess {
+  const channel = fromState(state)
+  const finish = (name: string, data: Uint8Array) =>
+    Effect.async<void>((resume) => {
+      state.request(name, data)
+      state.close()
+      state.whenClosed(() => resume(Effect.void))
+    })
+  return {
+    channel,
+    input: channel.stdout,
+    write: channel.write,
+    writeStderr: channel.writeStderr,
+    stdout: Sink.forEach(channel.write),
+    stderr: Sink.forEach(channel.writeStderr),
+    end: channel.end,
+    exit: (code) => finish("exit-status", encodeExitStatus(code >>> 0)),
+    exitSignal: (signal, o = {}) =>
+      finish("exit-signal", encodeExitSignal({ signal, coreDumped: o.coreDumped ?? false, message: o.message ?? "", language: "" }))
+  }
+}
