@@ -1,0 +1,21 @@
+/**
+ * The test suite's OpenSSH harness (private sshd, key generation), loaded for the benchmarks.
+ *
+ * test/support/peers.ts imports `describe`/`it` from vitest, which throws when loaded outside the
+ * test runner. The benchmarks only need the harness, so `vitest` resolves to inert stand-ins
+ * here, and the harness is imported dynamically once that hook is registered.
+ */
+import { register } from "node:module"
+
+register(
+  `data:text/javascript,${encodeURIComponent(
+    `export async function resolve(specifier, context, next) {
+      if (specifier === "vitest") return { url: "data:text/javascript,export const describe = () => {}; export const it = () => {}", shortCircuit: true }
+      return next(specifier, context)
+    }`
+  )}`
+)
+
+export const { generateKey } = await import("../test/support/openssh.js")
+export const { requirePeer } = await import("../test/support/peers.js")
+export const { startSshd } = await import("../test/support/sshd.js")
