@@ -74,11 +74,21 @@ export class InboundBuffer {
     }
   }
 
+  /**
+   * Wakes the reader once all packets of the current socket read are buffered (a microtask
+   * later), so a reader takes them in one pull instead of one pull per packet.
+   */
   private wake(): void {
-    const w = this.waiter
-    this.waiter = undefined
-    w?.()
+    if (this.waiter === undefined || this.wakeScheduled) return
+    this.wakeScheduled = true
+    queueMicrotask(() => {
+      this.wakeScheduled = false
+      const w = this.waiter
+      this.waiter = undefined
+      w?.()
+    })
   }
+  private wakeScheduled = false
 }
 
 /**

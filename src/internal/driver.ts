@@ -4,7 +4,10 @@ import type { ConnectionEvent } from "../protocol/connection/connection.js"
 import { Endpoint } from "../protocol/endpoint.js"
 import type { EndpointConfig, EndpointEvent } from "../protocol/endpoint.js"
 import type { ProtocolError } from "../protocol/wire/errors.js"
+import { Msg } from "../protocol/wire/messages.js"
 import { ChannelState } from "./channelState.js"
+
+const IGNORE = Uint8Array.of(Msg.IGNORE, 0, 0, 0, 0)
 
 export interface DriverHandlers {
   /** Everything but connection events, which the driver routes to channels itself. */
@@ -31,6 +34,7 @@ export class Driver {
   private closedValue = false
   private readonly closeWaiters: Array<() => void> = []
   private timer: NodeJS.Timeout | undefined
+  private timerDue: number | undefined
 
   constructor(
     readonly socket: Duplex,
@@ -157,23 +161,35 @@ export class Driver {
   }
 
   private flush(): void {
-    const bytes = this.endpoint.pollTransmit()
+    const parts = this.endpoint.pollTransmitParts()
     if (this.closedValue) {
-      if (bytes && this.socket.writable) this.socket.end(bytes)
-      else if (this.socket.writable) this.socket.end()
+      if (this.socket.writable) {
+        for (const p of parts) this.socket.write(p)
+        this.socket.end()
+      }
       return
     }
-    if (bytes && !this.socket.write(bytes)) this.socketBlocked = true
+    if (parts.length === 0) return
+    // corked writes of several packets leave in one writev, without concatenating them
+    if (parts.length > 1) this.socket.cork()
+    let room = true
+    for (const p of parts) room = this.socket.write(p)
+    if (parts.length > 1) this.socket.uncork()
+    if (!room) this.socketBlocked = true
   }
 
   private scheduleTimer(): void {
     const due = this.endpoint.transport.pollTimeout()
+    // re-arming a timer costs more than a packet: only when the deadline moved
+    if (due === this.timerDue && (this.timer !== undefined || due === undefined)) return
     if (this.timer) clearTimeout(this.timer)
     this.timer = undefined
+    this.timerDue = due
     if (due === undefined || this.closedValue) return
     this.timer = setTimeout(
       () => {
         this.timer = undefined
+        this.timerDue = undefined
         this.run((e) => e.transport.handleTimeout(Date.now()))
       },
       Math.max(0, Math.min(due - Date.now(), 2 ** 31 - 1))
@@ -190,6 +206,12 @@ export class Driver {
       case "GlobalRequest":
         if (this.handlers.onGlobalRequest) this.handlers.onGlobalRequest(event, this)
         else if (event.wantReply) this.run((e) => e.connection.replyGlobalRequest(false))
+        else if (event.name === "hostkeys-00@openssh.com") {
+          // sshd announces its host keys right after auth, then holds its next small packet
+          // (our channel's confirmation) under Nagle until that announcement is ACKed; any
+          // packet from us carries the ACK now instead of after the ~40 ms delayed-ACK timer
+          this.run((e) => e.transport.send(IGNORE))
+        }
         return
       case "GlobalRequestReply":
         this.globalReplies.shift()?.(event.success, event.data)

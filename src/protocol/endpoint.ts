@@ -72,6 +72,10 @@ export class Endpoint {
     return this.transport.pollTransmit()
   }
 
+  pollTransmitParts(): ReadonlyArray<Uint8Array> {
+    return this.transport.pollTransmitParts()
+  }
+
   /**
    * Runs a command on a layer. A protocol violation it uncovers ends the connection; a
    * misuse (ConnectionUsageError: a closed channel, a limit reached) is returned and

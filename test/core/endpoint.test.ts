@@ -183,7 +183,8 @@ describe("client and server cores in memory", () => {
       shuttle(p)
       const open = p.serverEvents.find((e) => e._tag === "Connection" && e.event._tag === "ChannelOpenRequest")
       if (open?._tag !== "Connection" || open.event._tag !== "ChannelOpenRequest") throw new Error("no open request")
-      p.server.guard(() => p.server.connection.acceptChannel(open.event.id))
+      const serverId = open.event.id
+      p.server.guard(() => p.server.connection.acceptChannel(serverId))
       shuttle(p)
       const text = "compressible ".repeat(5000)
       p.client.guard(() => p.client.connection.write(id, new TextEncoder().encode(text)))

@@ -25,7 +25,7 @@ export interface DirectionKeys {
 export const DEFAULT_MAX_PACKET_LENGTH = 256 * 1024 + 64
 
 /** Receive buffer capacity kept once drained; larger ones are dropped. */
-const RETAINED_BUFFER = 64 * 1024
+const RETAINED_BUFFER = 512 * 1024
 
 /** A CTR or CBC cipher object whose state runs across packets. */
 interface StreamCipher {

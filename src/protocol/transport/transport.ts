@@ -10,7 +10,7 @@ import { verifySignature } from "../keys/publicKey.js"
 import { DisconnectReason, ProtocolError, WireError } from "../wire/errors.js"
 import { Msg } from "../wire/messages.js"
 import { SshReader } from "../wire/reader.js"
-import { message } from "../wire/writer.js"
+import { concatBytes, message } from "../wire/writer.js"
 import { IdentificationReader } from "./identification.js"
 import { PacketDecoder, PacketEncoder } from "./packet.js"
 import type { DirectionKeys } from "./packet.js"
@@ -129,7 +129,8 @@ export class Transport {
 
   constructor(private readonly config: TransportConfig) {
     this.random = config.randomBytes ?? ((n) => nodeRandomBytes(n))
-    this.encoder = new PacketEncoder({ randomBytes: this.random })
+    // without an injected source the encoder draws padding from its own pooled buffer
+    this.encoder = new PacketEncoder(config.randomBytes ? { randomBytes: config.randomBytes } : {})
     this.decoder = new PacketDecoder(config.maxPacketLength === undefined ? {} : { maxPacketLength: config.maxPacketLength })
     this.ourVersion = `SSH-2.0-${config.software}`
     const greeting = config.role === "server" && config.greeting ? normaliseGreeting(config.greeting) : ""
@@ -188,21 +189,18 @@ export class Transport {
     return this.events.shift()
   }
 
-  /** All bytes ready to be written, as one buffer (one socket write per turn). */
+  /** All bytes ready to be written, as one buffer. */
   pollTransmit(): Uint8Array | undefined {
-    if (this.outgoing.length === 0) return undefined
+    const parts = this.pollTransmitParts()
+    return parts.length === 0 ? undefined : parts.length === 1 ? parts[0] : concatBytes(...parts)
+  }
+
+  /** All bytes ready to be written, packet by packet, for one gathered write (no copy). */
+  pollTransmitParts(): ReadonlyArray<Uint8Array> {
     const parts = this.outgoing
-    const total = this.outgoingBytes
     this.outgoing = []
     this.outgoingBytes = 0
-    if (parts.length === 1) return parts[0]
-    const out = new Uint8Array(total)
-    let o = 0
-    for (const p of parts) {
-      out.set(p, o)
-      o += p.length
-    }
-    return out
+    return parts
   }
 
   /** Bytes queued and not yet taken by `pollTransmit`. */
