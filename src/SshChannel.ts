@@ -3,7 +3,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
-import type { ChannelState, ExitInfo, InboundBuffer } from "./internal/channelState.js"
+import type { ChannelEnd, ChannelState, ExitInfo, InboundBuffer } from "./internal/channelState.js"
 import { fromProtocolError, SshChannelError } from "./SshError.js"
 
 export type { ExitInfo }
@@ -52,18 +52,24 @@ const closedError = (state: ChannelState) => {
 
 /** A pull-based stream over an inbound buffer: each pull takes all buffered chunks at once. */
 function inbound(state: ChannelState, buffer: InboundBuffer): Stream.Stream<Uint8Array, SshChannelError> {
-  const pull: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<SshChannelError>> = Effect.async((resume) => {
-    // taking happens only inside the callback, so an interrupted reader loses no data
-    const attempt = () => {
-      const taken = buffer.take()
-      if (taken === undefined) return
-      if (Array.isArray(taken)) return resume(Effect.succeed(Chunk.unsafeFromArray(taken as Array<Uint8Array>)))
-      const end = taken as Exclude<typeof taken, ReadonlyArray<Uint8Array> | undefined>
-      if (end._tag === "closed" && end.error) return resume(Effect.fail(Option.some(closedError(state))))
-      return resume(Effect.fail(Option.none()))
-    }
-    const cancel = buffer.onReadable(attempt)
-    return Effect.sync(cancel)
+  type Pulled = Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<SshChannelError>>
+  const fromTaken = (taken: ReadonlyArray<Uint8Array> | ChannelEnd): Pulled => {
+    if (Array.isArray(taken)) return Effect.succeed(Chunk.unsafeFromArray(taken as Array<Uint8Array>))
+    const end = taken as ChannelEnd
+    return Effect.fail(end._tag === "closed" && end.error ? Option.some(closedError(state)) : Option.none())
+  }
+  // data already buffered is returned at once; only an empty buffer waits
+  const pull: Pulled = Effect.suspend(() => {
+    const ready = buffer.take()
+    if (ready !== undefined) return fromTaken(ready)
+    return Effect.async<Chunk.Chunk<Uint8Array>, Option.Option<SshChannelError>>((resume) => {
+      // taking happens only inside the callback, so an interrupted reader loses no data
+      const cancel = buffer.onReadable(() => {
+        const taken = buffer.take()
+        if (taken !== undefined) resume(fromTaken(taken))
+      })
+      return Effect.sync(cancel)
+    })
   })
   return Stream.repeatEffectChunkOption(pull)
 }
