@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto"
 import * as net from "node:net"
 import type { Duplex } from "node:stream"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -17,7 +18,8 @@ import { Driver } from "./internal/driver.js"
 import { OpenSSHAgentClient } from "./node/OpenSSHAgent.js"
 import { encodeDirectTcpip, encodeEnvRequest, encodeExecRequest, encodePtyRequest, encodeSignalRequest, encodeSubsystemRequest, encodeWindowChange } from "./protocol/connection/requests.js"
 import type { TerminalModes } from "./protocol/connection/requests.js"
-import { fingerprint } from "./protocol/keys/publicKey.js"
+import type { SshCertificate } from "./protocol/keys/certificateEncoding.js"
+import { fingerprint, parsePublicKeyBlob } from "./protocol/keys/publicKey.js"
 import { resolveAlgorithms } from "./protocol/transport/algorithms.js"
 import type { AlgorithmOptions } from "./protocol/transport/algorithms.js"
 import type { KexSummary } from "./protocol/transport/transport.js"
@@ -42,10 +44,19 @@ export interface HostKeyInfo {
   readonly fingerprint: string
   /** The key hashed with the `hostHash` option's algorithm, in hex (as ssh2's hostVerifier receives it). */
   readonly hash?: string
+  /**
+   * Present when the server presented an OpenSSH host certificate (a `*-cert-v01@openssh.com`
+   * algorithm; `key` is then the certificate blob). The server proved it holds the certified key;
+   * whether a trusted CA signed it is the verifier's call (see `KnownHosts`).
+   */
+  readonly certificate?: SshCertificate
 }
 
-/** Decides whether to trust a host key. Plain boolean or an Effect. */
-export type HostVerifier = (key: HostKeyInfo) => boolean | Effect.Effect<boolean>
+/**
+ * Decides whether to trust a host key. Plain boolean or an Effect; an Effect that fails refuses
+ * the key, and its error becomes the cause (and message) of the connection's `host-key-rejected` error.
+ */
+export type HostVerifier = (key: HostKeyInfo) => boolean | Effect.Effect<boolean, unknown>
 
 /** Explicitly accepts any host key. Only for tests and throwaway hosts: it defeats MITM protection. */
 export const acceptAnyHostKey: HostVerifier = () => true
@@ -161,6 +172,7 @@ export const connect = (options: ConnectOptions): Effect.Effect<SshConnection, C
       let serverSigAlgs: ReadonlyArray<string> | undefined
       let summary: KexSummary | undefined
       let hostKey: HostKeyInfo | undefined
+      let hostKeyFailure: unknown
 
       const driver = new Driver(
         socket,
@@ -175,19 +187,26 @@ export const connect = (options: ConnectOptions): Effect.Effect<SshConnection, C
           onEvent: (event, d) => {
             switch (event._tag) {
               case "HostKey": {
+                const certificate = certificateOf(event.key)
                 const info: HostKeyInfo = {
                   host,
                   port,
                   algorithm: event.algorithm,
                   key: event.key,
                   fingerprint: fingerprint(event.key),
-                  ...(options.hostHash ? { hash: createHash(options.hostHash).update(event.key).digest("hex") } : {})
+                  ...(options.hostHash ? { hash: createHash(options.hostHash).update(event.key).digest("hex") } : {}),
+                  ...(certificate ? { certificate } : {})
                 }
                 hostKey = info
                 const verdict = Effect.suspend(() => {
                   const r = options.hostVerifier(info)
                   return typeof r === "boolean" ? Effect.succeed(r) : r
-                }).pipe(Effect.catchAllCause(() => Effect.succeed(false)))
+                }).pipe(
+                  Effect.catchAllCause((cause) => {
+                    hostKeyFailure = Cause.squash(cause)
+                    return Effect.succeed(false)
+                  })
+                )
                 Runtime.runFork(runtime)(verdict).addObserver((exit) =>
                   d.run((e) => e.transport.acceptHostKey(Exit.isSuccess(exit) && exit.value))
                 )
@@ -227,6 +246,12 @@ export const connect = (options: ConnectOptions): Effect.Effect<SshConnection, C
           ...(options.onBanner ? { onBanner: options.onBanner } : {})
         },
         options.auth ?? []
+      ).pipe(
+        Effect.mapError((e) =>
+          e._tag === "SshTransportError" && e.reason === "host-key-rejected" && hostKeyFailure instanceof Error
+            ? new SshTransportError({ reason: "host-key-rejected", message: hostKeyFailure.message, cause: hostKeyFailure })
+            : e
+        )
       )
       return makeConnection(driver, summary!, hostKey!)
     })
@@ -241,6 +266,14 @@ export const connect = (options: ConnectOptions): Effect.Effect<SshConnection, C
     yield* startKeepalive(connection.driver, options)
     return connection
   })
+
+function certificateOf(blob: Uint8Array): SshCertificate | undefined {
+  try {
+    return parsePublicKeyBlob(blob).certificate
+  } catch {
+    return undefined
+  }
+}
 
 function dial(host: string, port: number): Effect.Effect<net.Socket, SshConnectError, Scope.Scope> {
   return Effect.acquireRelease(

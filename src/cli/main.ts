@@ -2,15 +2,23 @@
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import { cert, certUsage } from "./cert.js"
 import { exec, execUsage } from "./exec.js"
+import { fingerprint, fingerprintUsage } from "./fingerprint.js"
+import { keygen, keygenUsage } from "./keygen.js"
 import { UsageError } from "./options.js"
 import { probe, probeUsage } from "./probe.js"
+import { serve, serveUsage } from "./serve.js"
 
-const usage = ["usage:", `  ${execUsage}`, `  ${probeUsage}`].join("\n")
+const usage = ["usage:", `  ${execUsage}`, `  ${probeUsage}`, `  ${serveUsage}`, `  ${keygenUsage}`, `  ${fingerprintUsage}`, `  ${certUsage}`].join("\n")
 
 const commands: Record<string, (argv: ReadonlyArray<string>) => Effect.Effect<number, unknown>> = {
   exec,
-  probe
+  probe,
+  serve: (argv) => Effect.promise(() => serve(argv)),
+  keygen,
+  fingerprint,
+  cert
 }
 
 async function main(argv: ReadonlyArray<string>): Promise<number> {

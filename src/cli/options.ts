@@ -5,6 +5,9 @@ import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { KeyError } from "../protocol/keys/errors.js"
 import { parsePrivateKey } from "../protocol/keys/privateKey.js"
+import type { SshPublicKey } from "../protocol/keys/publicKey.js"
+import { parsePublicKey } from "../protocol/keys/publicKeyFile.js"
+import * as KnownHosts from "../KnownHosts.js"
 import type { AlgorithmChoice, AlgorithmOptions, Category } from "../protocol/transport/algorithms.js"
 import * as SshAuth from "../SshAuth.js"
 import type { ConnectOptions } from "../SshClient.js"
@@ -27,7 +30,7 @@ export interface ConnectionArgs {
 }
 
 /** The `-o` names we understand, as OpenSSH spells them (matched case-insensitively). */
-const KNOWN_OPTIONS = ["KexAlgorithms", "Ciphers", "MACs", "HostKeyAlgorithms", "StrictHostKeyChecking", "UserKnownHostsFile", "BatchMode", "Port", "User", "IdentityFile", "ConnectTimeout"]
+const KNOWN_OPTIONS = ["KexAlgorithms", "Ciphers", "MACs", "HostKeyAlgorithms", "StrictHostKeyChecking", "UserKnownHostsFile", "HashKnownHosts", "BatchMode", "Port", "User", "IdentityFile", "CertificateFile", "ConnectTimeout"]
 
 /** Parses `[-p PORT] [-l USER] [-i KEYFILE] [-o Name=Value ...] [-v] [user@]host ...`. */
 export function parseConnectionArgs(argv: ReadonlyArray<string>, extraFlags: ReadonlyArray<string> = []): ConnectionArgs & { readonly flags: ReadonlySet<string> } {
@@ -137,9 +140,24 @@ export function connectOptions(args: ConnectionArgs): ConnectOptions {
     const v = args.options.get(name)
     if (v !== undefined) algorithms[category] = algorithmChoice(v)
   }
+  const knownHostsFile = expandHome(args.options.get("userknownhostsfile") ?? "~/.ssh/known_hosts")
+  // as ssh: certificate host keys first when a @cert-authority line covers the host
+  const certificateFirst = KnownHosts.hostKeyAlgorithms(knownHostsFile, args.host, args.port)
+  if (algorithms.hostKey === undefined && certificateFirst !== undefined) algorithms.hostKey = certificateFirst
   const batch = args.options.get("batchmode")?.toLowerCase() === "yes"
   const auth: SshAuth.SshAuthMethod[] = []
-  for (const file of identityFiles(args)) auth.push(SshAuth.privateKey(loadKey(file)))
+  for (const file of identityFiles(args)) {
+    const key = loadKey(file)
+    const certificate = loadCertificate(args.options.get("certificatefile") ?? `${file}-cert.pub`, args.options.has("certificatefile"))
+    if (certificate !== undefined) {
+      try {
+        auth.push(SshAuth.certificate(key, certificate))
+      } catch (e) {
+        process.stderr.write(`effect-ssh: ignoring the certificate for ${file}: ${(e as Error).message}\n`)
+      }
+    }
+    auth.push(SshAuth.privateKey(key))
+  }
   if (process.env.SSH_AUTH_SOCK) auth.push(SshAuth.agent(process.env.SSH_AUTH_SOCK))
   const password = process.env.SSH_PASSWORD
   if (password !== undefined) {
@@ -154,9 +172,10 @@ export function connectOptions(args: ConnectionArgs): ConnectOptions {
     auth,
     algorithms: algorithms as AlgorithmOptions,
     hostVerifier: knownHostsVerifier({
-      file: expandHome(args.options.get("userknownhostsfile") ?? "~/.ssh/known_hosts"),
+      file: knownHostsFile,
       strict: (args.options.get("stricthostkeychecking") ?? "ask").toLowerCase(),
-      interactive: !batch && process.stdin.isTTY === true
+      interactive: !batch && process.stdin.isTTY === true,
+      hash: args.options.get("hashknownhosts")?.toLowerCase() === "yes"
     }),
     ...(timeout !== undefined ? { readyTimeout: `${Number(timeout)} seconds` as const } : {})
   }
@@ -165,6 +184,22 @@ export function connectOptions(args: ConnectionArgs): ConnectOptions {
 function identityFiles(args: ConnectionArgs): ReadonlyArray<string> {
   if (args.identityFiles.length > 0) return args.identityFiles
   return ["id_ed25519", "id_ecdsa", "id_rsa"].map((f) => join(homedir(), ".ssh", f)).filter((f) => existsSync(f))
+}
+
+/** A user certificate next to the identity (`id_ed25519-cert.pub`), as ssh loads it; an explicit CertificateFile must exist. */
+function loadCertificate(file: string, required: boolean): SshPublicKey | undefined {
+  const path = expandHome(file)
+  if (!existsSync(path)) {
+    if (required) throw new UsageError(`certificate file ${file} does not exist`)
+    return undefined
+  }
+  try {
+    const key = parsePublicKey(readFileSync(path))
+    if (key.certificate === undefined) throw new KeyError("unsupported-key-type", "not a certificate")
+    return key
+  } catch (e) {
+    throw new UsageError(`cannot use certificate ${file}: ${(e as Error).message}`)
+  }
 }
 
 function loadKey(file: string) {

@@ -2,6 +2,8 @@ import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
 import type { ClientAuthEvent } from "../protocol/auth/client.js"
+import { certificateAlgorithm } from "../protocol/keys/algorithms.js"
+import type { SshCertificate } from "../protocol/keys/certificateEncoding.js"
 import { signatureAlgorithms } from "../protocol/keys/publicKey.js"
 import type { SshPrivateKey } from "../protocol/keys/privateKey.js"
 import type { ProtocolError } from "../protocol/wire/errors.js"
@@ -75,13 +77,16 @@ export const authenticate = (ctx: ClientAuthContext, methods: ReadonlyArray<SshA
       return usable.length > 0 ? usable : ours.slice(-1)
     }
 
-    const signedAttempt = (key: SshPrivateKey): Effect.Effect<Outcome, SshTransportError> =>
+    // a certificate is offered under its certificate algorithm (rsa-sha2-512-cert-v01@openssh.com)
+    // and signed in the plain format; server-sig-algs names only the plain algorithms
+    const signedAttempt = (key: SshPrivateKey, certificate?: SshCertificate): Effect.Effect<Outcome, SshTransportError> =>
       Effect.gen(function* () {
         let last: Outcome = { _tag: "Failure", methods: [], partialSuccess: false }
-        for (const algorithm of rsaAlgorithms(key.type)) {
-          const blob = key.publicKey.blob
+        for (const plain of rsaAlgorithms(key.type)) {
+          const algorithm = certificate ? certificateAlgorithm(plain) : plain
+          const blob = certificate?.blob ?? key.publicKey.blob
           const data = auth().publicKeySignedData(ctx.username, algorithm, blob)
-          const signature = key.sign(algorithm, data)
+          const signature = key.sign(plain, data)
           yield* send((a) => a.publicKey(ctx.username, algorithm, blob, signature))
           last = outcome(yield* next)
           if (last._tag === "Success" || last.partialSuccess || !last.methods.includes("publickey")) return last
@@ -137,7 +142,7 @@ export const authenticate = (ctx: ClientAuthContext, methods: ReadonlyArray<SshA
             }
           })
         case "PrivateKey":
-          return signedAttempt(m.key)
+          return signedAttempt(m.key, m.certificate)
         case "Agent":
           if (typeof m.agent !== "string") return agentAttempt(m.agent)
           return Effect.acquireUseRelease(

@@ -469,7 +469,8 @@ describe("malformed private keys", () => {
     expect(reasonOf(() => parsePrivateKey("hello"))).toBe("unsupported-format")
     expect(reasonOf(() => parsePrivateKey(new Uint8Array(40)))).toBe("unsupported-format")
     expect(reasonOf(() => parsePrivateKey(formatPublicKeyLine(ed.publicKey)))).toBe("unsupported-format")
-    expect(reasonOf(() => parsePrivateKey("PuTTY-User-Key-File-3: ssh-ed25519\n"))).toBe("unsupported-format")
+    // PuTTY files are read now (test/core/key-files.test.ts); a header alone is a truncated one
+    expect(reasonOf(() => parsePrivateKey("PuTTY-User-Key-File-3: ssh-ed25519\n"))).toBe("corrupt")
     const spki = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "pem" }) as string
     expect(reasonOf(() => parsePrivateKey(spki))).toBe("unsupported-format")
     const rsaPem = generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey.export({ type: "pkcs1", format: "pem" }) as string

@@ -89,3 +89,18 @@ export function parseDsaPkcs8(der: Uint8Array): { p: Uint8Array; q: Uint8Array; 
   const x = new DerReader(info.read(TAG_OCTET_STRING)).unsigned()
   return { p, q, g, x }
 }
+
+/** The domain parameters and public value of a DSA SubjectPublicKeyInfo, as node:crypto exports it. */
+export function parseDsaSpki(der: Uint8Array): { p: Uint8Array; q: Uint8Array; g: Uint8Array; y: Uint8Array } {
+  const info = new DerReader(new DerReader(der).read(TAG_SEQUENCE))
+  const algorithm = new DerReader(info.read(TAG_SEQUENCE))
+  algorithm.read(TAG_OID)
+  const params = new DerReader(algorithm.read(TAG_SEQUENCE))
+  const p = params.unsigned()
+  const q = params.unsigned()
+  const g = params.unsigned()
+  const bits = info.read(TAG_BIT_STRING)
+  if (bits[0] !== 0) throw new KeyError("corrupt", "DSA public key bit string has unused bits")
+  const y = new DerReader(bits.subarray(1)).unsigned()
+  return { p, q, g, y }
+}

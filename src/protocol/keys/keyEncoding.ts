@@ -100,7 +100,7 @@ function nonEmpty(bytes: Uint8Array, what: string): Uint8Array {
 }
 
 /** The fields that follow the type name in a public key blob. */
-function readPublicFields(type: string, r: SshReader): PublicKeyParts {
+export function readPublicFields(type: string, r: SshReader): PublicKeyParts {
   switch (type) {
     case "ssh-ed25519":
       return { kind: "ed25519", type, key: ed25519Key(r.string()) }
@@ -146,7 +146,7 @@ export function decodePublicKeyParts(blob: Uint8Array): PublicKeyParts {
   return parts
 }
 
-function writePublicFields(w: SshWriter, parts: PublicKeyParts): void {
+export function writePublicFields(w: SshWriter, parts: PublicKeyParts): void {
   switch (parts.kind) {
     case "ed25519":
       w.string(parts.key)

@@ -1,4 +1,10 @@
+/**
+ * known_hosts (sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT"): plain and hashed host names, patterns and
+ * negation, `[host]:port`, `@revoked` keys and `@cert-authority` CAs, checked as ssh does.
+ */
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto"
+import { checkCertificate, type CertificateProblem, type SshCertificate } from "./certificate.js"
+import { matchPatternList } from "./patterns.js"
 import { decodeBase64 } from "./publicKey.js"
 
 /** One parsed known_hosts line (sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT"). */
@@ -16,6 +22,8 @@ export type KnownHostsVerdict =
   /** The host is known with other keys of this type: a possible man-in-the-middle. */
   | { readonly _tag: "Mismatch"; readonly entries: ReadonlyArray<KnownHostsEntry> }
   | { readonly _tag: "Revoked"; readonly entry: KnownHostsEntry }
+  /** A CA trusted for the host signed the certificate, but it is not valid (expired, wrong principal, ...). */
+  | { readonly _tag: "CertificateInvalid"; readonly entry: KnownHostsEntry; readonly problem: CertificateProblem; readonly message: string }
   | { readonly _tag: "Unknown" }
 
 /** Parses known_hosts text; lines it cannot read are skipped, as OpenSSH does. */
@@ -54,20 +62,7 @@ export function hostMatches(hosts: string, name: string): boolean {
     const actual = createHmac("sha1", Buffer.from(salt, "base64")).update(name).digest()
     return expected.length === actual.length && timingSafeEqual(expected, actual)
   }
-  let matched = false
-  for (const pattern of hosts.split(",")) {
-    const negated = pattern.startsWith("!")
-    if (globMatch(negated ? pattern.slice(1) : pattern, name)) {
-      if (negated) return false
-      matched = true
-    }
-  }
-  return matched
-}
-
-function globMatch(pattern: string, name: string): boolean {
-  const re = new RegExp(`^${pattern.toLowerCase().replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`)
-  return re.test(name.toLowerCase())
+  return matchPatternList(hosts, name) === "match"
 }
 
 /** Checks a host key against known_hosts entries, as OpenSSH does for plain keys. */
@@ -90,6 +85,37 @@ export function checkKnownHost(
   return { _tag: "Unknown" }
 }
 
+/**
+ * Checks a host certificate as ssh does: a revoked certificate, key or CA is refused; a CA
+ * trusted for the host (`@cert-authority`) must have signed a valid host certificate naming the
+ * host; without such a CA the certified key is checked as a plain key. `now` is in milliseconds.
+ */
+export function checkKnownHostCertificate(
+  entries: ReadonlyArray<KnownHostsEntry>,
+  host: string,
+  port: number,
+  certificate: SshCertificate,
+  now: number
+): KnownHostsVerdict {
+  const revoked = entries.find(
+    (e) =>
+      e.marker === "revoked" &&
+      (equalBytes(e.key, certificate.publicKey) || equalBytes(e.key, certificate.signatureKey) || equalBytes(e.key, certificate.blob))
+  )
+  if (revoked) return { _tag: "Revoked", entry: revoked }
+  const name = hostLookupName(host, port)
+  const authority = entries.find((e) => e.marker === "cert-authority" && equalBytes(e.key, certificate.signatureKey) && hostMatches(e.hosts, name))
+  if (authority === undefined) return checkKnownHost(entries, host, port, certificate.keyType, certificate.publicKey)
+  const verdict = checkCertificate(certificate, { certType: "host", now, principal: host })
+  return verdict.ok ? { _tag: "Match", entry: authority } : { _tag: "CertificateInvalid", entry: authority, problem: verdict.problem, message: verdict.message }
+}
+
+/** Whether some `@cert-authority` line applies to this host (ssh then prefers certificate host keys). */
+export function hasCertAuthorityFor(entries: ReadonlyArray<KnownHostsEntry>, host: string, port: number): boolean {
+  const name = hostLookupName(host, port)
+  return entries.some((e) => e.marker === "cert-authority" && hostMatches(e.hosts, name))
+}
+
 /** A known_hosts line for a newly accepted key; `hashed` hides the host name as HashKnownHosts does. */
 export function knownHostsLine(host: string, port: number, keyType: string, key: Uint8Array, hashed = false): string {
   const name = hostLookupName(host, port)
@@ -97,10 +123,15 @@ export function knownHostsLine(host: string, port: number, keyType: string, key:
   return `${field} ${keyType} ${Buffer.from(key).toString("base64")}`
 }
 
-function hashHostName(name: string): string {
-  const salt = randomBytes(20)
+/** A `@cert-authority` line trusting the CA key for host certificates of hosts matching `patterns`. */
+export function certAuthorityLine(patterns: string, caKeyType: string, caKey: Uint8Array): string {
+  return `@cert-authority ${patterns} ${caKeyType} ${Buffer.from(caKey).toString("base64")}`
+}
+
+/** `|1|salt|hash`: HMAC-SHA1 of the name keyed with a random salt, as ssh's HashKnownHosts writes it. */
+export function hashHostName(name: string, salt: Uint8Array = randomBytes(20)): string {
   const hash = createHmac("sha1", salt).update(name).digest()
-  return `|1|${salt.toString("base64")}|${hash.toString("base64")}`
+  return `|1|${Buffer.from(salt).toString("base64")}|${hash.toString("base64")}`
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

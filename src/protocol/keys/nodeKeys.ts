@@ -4,9 +4,9 @@
  */
 import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } from "node:crypto"
 import { curveByNodeName, type EcdsaCurve } from "./algorithms.js"
-import { dsaPkcs8, dsaSpki, parseDsaPkcs8 } from "./der.js"
+import { dsaPkcs8, dsaSpki, parseDsaPkcs8, parseDsaSpki } from "./der.js"
 import { KeyError } from "./errors.js"
-import { fromBigInt, toBigInt, type PrivateKeyParts, type PublicKeyParts } from "./keyEncoding.js"
+import { fromBigInt, toBigInt, type EcdsaPublic, type PrivateKeyParts, type PublicKeyParts } from "./keyEncoding.js"
 
 const b64url = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64url")
 const unb64url = (s: string | undefined): Uint8Array => {
@@ -104,6 +104,38 @@ function modPow(base: bigint, exp: bigint, mod: bigint): bigint {
   return result
 }
 
+function ecdsaPublicFromJwk(key: KeyObject, jwk: JsonWebKey): EcdsaPublic {
+  const curve = curveByNodeName(key.asymmetricKeyDetails?.namedCurve ?? "")
+  if (curve === undefined) {
+    throw new KeyError("unsupported-key-type", `EC curve ${key.asymmetricKeyDetails?.namedCurve} has no SSH key type`)
+  }
+  const point = new Uint8Array(1 + 2 * curve.size)
+  point[0] = 4
+  point.set(leftPad(unb64url(jwk.x), curve.size), 1)
+  point.set(leftPad(unb64url(jwk.y), curve.size), 1 + curve.size)
+  return { kind: "ecdsa", type: `ecdsa-sha2-${curve.sshName}`, curve, point }
+}
+
+/** SSH public key fields from a node:crypto public key (SPKI / PKCS#1 PEM files). */
+export function publicKeyPartsFromKeyObject(key: KeyObject): PublicKeyParts {
+  switch (key.asymmetricKeyType) {
+    case "ed25519":
+      return { kind: "ed25519", type: "ssh-ed25519", key: unb64url(key.export({ format: "jwk" }).x) }
+    case "rsa": {
+      const jwk = key.export({ format: "jwk" })
+      return { kind: "rsa", type: "ssh-rsa", e: stripZeros(unb64url(jwk.e)), n: stripZeros(unb64url(jwk.n)) }
+    }
+    case "ec":
+      return ecdsaPublicFromJwk(key, key.export({ format: "jwk" }))
+    case "dsa": {
+      const { p, q, g, y } = parseDsaSpki(key.export({ format: "der", type: "spki" }))
+      return { kind: "dsa", type: "ssh-dss", p, q, g, y }
+    }
+    default:
+      throw new KeyError("unsupported-key-type", `${key.asymmetricKeyType} keys have no SSH key type`)
+  }
+}
+
 /** SSH private key fields from a node:crypto private key (PEM files, generated keys). */
 export function privateKeyPartsFromKeyObject(key: KeyObject): PrivateKeyParts {
   switch (key.asymmetricKeyType) {
@@ -125,17 +157,8 @@ export function privateKeyPartsFromKeyObject(key: KeyObject): PrivateKeyParts {
       }
     }
     case "ec": {
-      const curve = curveByNodeName(key.asymmetricKeyDetails?.namedCurve ?? "")
-      if (curve === undefined) {
-        throw new KeyError("unsupported-key-type", `EC curve ${key.asymmetricKeyDetails?.namedCurve} has no SSH key type`)
-      }
       const jwk = key.export({ format: "jwk" })
-      const point = new Uint8Array(1 + 2 * curve.size)
-      point[0] = 4
-      point.set(leftPad(unb64url(jwk.x), curve.size), 1)
-      point.set(leftPad(unb64url(jwk.y), curve.size), 1 + curve.size)
-      const type = `ecdsa-sha2-${curve.sshName}`
-      return { kind: "ecdsa", publicKey: { kind: "ecdsa", type, curve, point }, d: stripZeros(unb64url(jwk.d)) }
+      return { kind: "ecdsa", publicKey: ecdsaPublicFromJwk(key, jwk), d: stripZeros(unb64url(jwk.d)) }
     }
     case "dsa": {
       const { p, q, g, x } = parseDsaPkcs8(key.export({ format: "der", type: "pkcs8" }))

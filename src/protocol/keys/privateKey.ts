@@ -10,6 +10,7 @@ import { encodePublicKeyParts, type PrivateKeyParts } from "./keyEncoding.js"
 import { privateKeyObject, privateKeyPartsFromKeyObject } from "./nodeKeys.js"
 import { decodeOpenSSHPrivateKey, encodeOpenSSHPrivateKey as encodeContainer, isOpenSSHKeyBinary } from "./openssh.js"
 import { decodePemPrivateKey, pemPrivateKeyLabels } from "./pem.js"
+import { decodePpk, isPpk } from "./ppk.js"
 import { decodeBase64, parsePublicKeyBlob, type SshPublicKey } from "./publicKey.js"
 import { signWithKey } from "./signature.js"
 
@@ -42,13 +43,18 @@ function makePrivateKey(parts: PrivateKeyParts, comment: string, keyObject?: Key
   return key
 }
 
+/** The private fields of a key this module made (for exports to other formats); undefined for foreign objects. */
+export function privateKeyParts(key: SshPrivateKey): PrivateKeyParts | undefined {
+  return fieldsOf.get(key)
+}
+
 const OPENSSH_LABEL = "OPENSSH PRIVATE KEY"
 const textDecoder = new TextDecoder()
 
 /**
  * Reads a private key file: OpenSSH ("openssh-key-v1", plain or encrypted with bcrypt-pbkdf and
- * any cipher OpenSSH uses for key files), PEM PKCS#1 RSA / SEC1 EC / DSA, and PKCS#8 (plain or
- * encrypted). Throws KeyError: "passphrase-required", "bad-passphrase", "unsupported-cipher",
+ * any cipher OpenSSH uses for key files), PEM PKCS#1 RSA / SEC1 EC / DSA, PKCS#8 (plain or
+ * encrypted), and PuTTY PPK v2/v3 (plain or encrypted). Throws KeyError: "passphrase-required", "bad-passphrase", "unsupported-cipher",
  * "unsupported-key-type", "unsupported-format" or "corrupt".
  */
 export function parsePrivateKey(data: string | Uint8Array, passphrase?: string | Uint8Array): SshPrivateKey {
@@ -58,8 +64,9 @@ export function parsePrivateKey(data: string | Uint8Array, passphrase?: string |
     return makePrivateKey(parts, comment)
   }
   const text = typeof data === "string" ? data : textDecoder.decode(data)
-  if (text.trimStart().startsWith("PuTTY-User-Key-File-")) {
-    throw new KeyError("unsupported-format", "PuTTY private keys are not supported yet; convert with puttygen -O private-openssh")
+  if (isPpk(text)) {
+    const { parts, comment } = decodePpk(text, pass)
+    return makePrivateKey(parts, comment)
   }
   const block = findArmoredBlock(text, (label) => label === OPENSSH_LABEL || pemPrivateKeyLabels.includes(label))
   if (block === undefined) {

@@ -3,6 +3,8 @@
  * and fingerprints as `ssh-keygen -l` prints them.
  */
 import { createHash } from "node:crypto"
+import { isCertificateType } from "./algorithms.js"
+import { blobKeyType, decodeCertificate, type SshCertificate } from "./certificateEncoding.js"
 import { decodeOrCorrupt, KeyError } from "./errors.js"
 import { decodePublicKeyParts, publicKeyBits } from "./keyEncoding.js"
 
@@ -16,11 +18,19 @@ export interface SshPublicKey {
   readonly blob: Uint8Array
   readonly bits: number
   readonly comment: string
+  /** Present when the blob is an OpenSSH certificate (`type` is then its `*-cert-v01@openssh.com` type); not yet verified. */
+  readonly certificate?: SshCertificate
 }
 
-/** Reads a public key blob; throws KeyError ("unsupported-key-type" or "corrupt"). */
+/** Reads a public key or certificate blob; throws KeyError ("unsupported-key-type" or "corrupt"). */
 export function parsePublicKeyBlob(blob: Uint8Array, comment = ""): SshPublicKey {
   const copy = Uint8Array.from(blob)
+  const type = blobKeyType(copy)
+  if (type !== undefined && isCertificateType(type)) {
+    const certificate = decodeCertificate(copy)
+    const bits = publicKeyBits(decodePublicKeyParts(certificate.publicKey))
+    return { type, blob: certificate.blob, bits, comment, certificate }
+  }
   const parts = decodeOrCorrupt("public key blob", () => decodePublicKeyParts(copy))
   return { type: parts.type, blob: copy, bits: publicKeyBits(parts), comment }
 }

@@ -6,7 +6,17 @@
 import { constants, createHash, sign as nodeSign, verify as nodeVerify, type KeyObject } from "node:crypto"
 import { SshReader } from "../wire/reader.js"
 import { concatBytes, SshWriter } from "../wire/writer.js"
-import { rsaHash, signatureAlgorithms, SK_ECDSA, SK_ED25519, type EcdsaCurve } from "./algorithms.js"
+import {
+  isCertificateType,
+  keyTypeOfAlgorithm,
+  plainAlgorithmOfCertificate,
+  rsaHash,
+  signatureAlgorithms,
+  SK_ECDSA,
+  SK_ED25519,
+  type EcdsaCurve
+} from "./algorithms.js"
+import { blobKeyType, decodeCertificate } from "./certificateEncoding.js"
 import { decodeOrCorrupt, KeyError } from "./errors.js"
 import { decodePublicKeyParts, type PrivateKeyParts, type PublicKeyParts } from "./keyEncoding.js"
 import { publicKeyObject } from "./nodeKeys.js"
@@ -128,8 +138,10 @@ function cachedPublicKey(blob: Uint8Array): { readonly parts: PublicKeyParts; re
 /**
  * Verifies an SSH signature blob over `data` with a public key blob. The signature's algorithm
  * must belong to the key type, and equal `expectedAlgorithm` when given (the algorithm the peer
- * announced, e.g. in a userauth request). Returns false for a bad signature and for any malformed
- * or unsupported key or signature blob; it never throws.
+ * announced, e.g. in a userauth request). A certificate blob verifies with the key it certifies
+ * (its CA signature is not checked here: see `certificate.ts`), and its expected algorithm is a
+ * certificate algorithm such as `rsa-sha2-512-cert-v01@openssh.com`. Returns false for a bad
+ * signature and for any malformed or unsupported key or signature blob; it never throws.
  */
 export function verifySignature(
   publicKeyBlob: Uint8Array,
@@ -138,9 +150,22 @@ export function verifySignature(
   expectedAlgorithm?: string
 ): boolean {
   try {
-    const { parts, key } = cachedPublicKey(publicKeyBlob)
+    let keyBlob = publicKeyBlob
+    let expected = expectedAlgorithm
+    const type = blobKeyType(publicKeyBlob)
+    if (type !== undefined && isCertificateType(type)) {
+      if (expectedAlgorithm !== undefined) {
+        if (keyTypeOfAlgorithm(expectedAlgorithm) !== type) return false
+        expected = plainAlgorithmOfCertificate(expectedAlgorithm)
+        if (expected === undefined) return false
+      }
+      keyBlob = decodeCertificate(publicKeyBlob).publicKey
+    } else if (expectedAlgorithm !== undefined && plainAlgorithmOfCertificate(expectedAlgorithm) !== undefined) {
+      return false
+    }
+    const { parts, key } = cachedPublicKey(keyBlob)
     const sig = parseSignatureBlob(signatureBlob)
-    if (expectedAlgorithm !== undefined && sig.algorithm !== expectedAlgorithm) return false
+    if (expected !== undefined && sig.algorithm !== expected) return false
     if (!signatureAlgorithms(parts.type).includes(sig.algorithm)) return false
     return verifyParsed(parts, key, sig, data)
   } catch {

@@ -5,8 +5,24 @@ import type { AlgorithmLists } from "./transport.js"
 
 export type Category = "kex" | "hostKey" | "cipher" | "mac" | "compression"
 
+/**
+ * OpenSSH host certificate algorithms (PROTOCOL.certkeys), verified with the certified key; the
+ * certificate itself is for the host verifier to judge (a known_hosts `@cert-authority` line).
+ * Not in the defaults: a verifier that pins plain keys would refuse a certificate, so callers opt
+ * in (`KnownHosts.hostKeyAlgorithms` does when a CA line covers the host, as ssh does).
+ */
+export const CERTIFICATE_HOST_KEY_ALGORITHMS: ReadonlyArray<string> = [
+  "ssh-ed25519-cert-v01@openssh.com",
+  "ecdsa-sha2-nistp256-cert-v01@openssh.com",
+  "ecdsa-sha2-nistp384-cert-v01@openssh.com",
+  "ecdsa-sha2-nistp521-cert-v01@openssh.com",
+  "rsa-sha2-512-cert-v01@openssh.com",
+  "rsa-sha2-256-cert-v01@openssh.com"
+]
+
 /** Host key algorithms this implementation can verify and sign. */
 export const HOST_KEY_ALGORITHMS: ReadonlyArray<string> = [
+  ...CERTIFICATE_HOST_KEY_ALGORITHMS,
   "ssh-ed25519",
   "ecdsa-sha2-nistp256",
   "ecdsa-sha2-nistp384",
@@ -16,9 +32,9 @@ export const HOST_KEY_ALGORITHMS: ReadonlyArray<string> = [
   "ssh-rsa",
   "ssh-dss"
 ]
-/** OpenSSH's defaults: no SHA-1 signatures, no DSA. */
+/** OpenSSH's defaults without the certificate algorithms: no SHA-1 signatures, no DSA. */
 export const DEFAULT_HOST_KEY_ALGORITHMS: ReadonlyArray<string> = HOST_KEY_ALGORITHMS.filter(
-  (a) => a !== "ssh-rsa" && a !== "ssh-dss"
+  (a) => a !== "ssh-rsa" && a !== "ssh-dss" && !CERTIFICATE_HOST_KEY_ALGORITHMS.includes(a)
 )
 export const COMPRESSION_METHODS: ReadonlyArray<string> = ["none", "zlib@openssh.com", "zlib"]
 export const DEFAULT_COMPRESSION: ReadonlyArray<string> = ["none", "zlib@openssh.com"]
