@@ -14,7 +14,8 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { AuthSignal } from "./internal/clientAuth.js"
 import { authenticate } from "./internal/clientAuth.js"
-import { Driver } from "./internal/driver.js"
+import { connectTcp, Driver } from "./internal/driver.js"
+import type { SocketReader } from "./internal/driver.js"
 import { OpenSSHAgentClient } from "./node/OpenSSHAgent.js"
 import { encodeDirectTcpip, encodeEnvRequest, encodeExecRequest, encodePtyRequest, encodeSignalRequest, encodeSubsystemRequest, encodeWindowChange } from "./protocol/connection/requests.js"
 import type { TerminalModes } from "./protocol/connection/requests.js"
@@ -168,7 +169,8 @@ export const connect = (options: ConnectOptions): Effect.Effect<SshConnection, C
     const timeout = Duration.decode(options.readyTimeout ?? "20 seconds")
 
     const handshake = Effect.gen(function* () {
-      const socket = options.sock ?? (yield* dial(host, port))
+      const tcp = options.sock ? undefined : yield* dial(host, port)
+      const socket = options.sock ?? tcp!.socket
       let serverSigAlgs: ReadonlyArray<string> | undefined
       let summary: KexSummary | undefined
       let hostKey: HostKeyInfo | undefined
@@ -228,7 +230,8 @@ export const connect = (options: ConnectOptions): Effect.Effect<SshConnection, C
                 return
             }
           }
-        }
+        },
+        tcp?.reader
       )
       yield* Effect.addFinalizer(() =>
         Effect.async<void>((resume) => {
@@ -275,10 +278,11 @@ function certificateOf(blob: Uint8Array): SshCertificate | undefined {
   }
 }
 
-function dial(host: string, port: number): Effect.Effect<net.Socket, SshConnectError, Scope.Scope> {
+function dial(host: string, port: number): Effect.Effect<{ socket: net.Socket; reader: SocketReader }, SshConnectError, Scope.Scope> {
   return Effect.acquireRelease(
-    Effect.async<net.Socket, SshConnectError>((resume) => {
-      const socket = net.connect({ host, port, noDelay: true })
+    Effect.async<{ socket: net.Socket; reader: SocketReader }, SshConnectError>((resume) => {
+      const tcp = connectTcp(host, port)
+      const socket = tcp.socket
       const onError = (e: NodeJS.ErrnoException) => {
         socket.destroy()
         const reason = e.code === "ECONNREFUSED" ? "refused" : e.code === "ENOTFOUND" || e.code === "EAI_AGAIN" ? "dns" : "socket"
@@ -287,11 +291,11 @@ function dial(host: string, port: number): Effect.Effect<net.Socket, SshConnectE
       socket.once("error", onError)
       socket.once("connect", () => {
         socket.off("error", onError)
-        resume(Effect.succeed(socket))
+        resume(Effect.succeed(tcp))
       })
       return Effect.sync(() => socket.destroy())
     }),
-    (socket) => Effect.sync(() => socket.destroy())
+    (tcp) => Effect.sync(() => tcp.socket.destroy())
   )
 }
 

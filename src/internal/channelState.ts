@@ -75,13 +75,14 @@ export class InboundBuffer {
   }
 
   /**
-   * Wakes the reader once all packets of the current socket read are buffered (a microtask
-   * later), so a reader takes them in one pull instead of one pull per packet.
+   * Wakes the reader once every socket read ready in this turn of the event loop is buffered
+   * (setImmediate runs after the poll phase), so a reader takes them in one pull instead of
+   * one pull per packet.
    */
   private wake(): void {
     if (this.waiter === undefined || this.wakeScheduled) return
     this.wakeScheduled = true
-    queueMicrotask(() => {
+    setImmediate(() => {
       this.wakeScheduled = false
       const w = this.waiter
       this.waiter = undefined
