@@ -1,5 +1,6 @@
 import * as net from "node:net"
 import type { Duplex } from "node:stream"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -31,6 +32,11 @@ import {
   encodeExitStatus
 } from "./protocol/connection/requests.js"
 import type { PtyRequest, WindowChange, X11Request } from "./protocol/connection/requests.js"
+import { certificateAlgorithm, plainAlgorithmOfCertificate } from "./protocol/keys/algorithms.js"
+import { authorizeKey, intersectRestrictions, restrictionsOf, withCertificate } from "./protocol/keys/authorizedKeys.js"
+import type { AuthorizedKeyEntry, Restrictions } from "./protocol/keys/authorizedKeys.js"
+import { checkCertificate } from "./protocol/keys/certificate.js"
+import type { SshCertificate } from "./protocol/keys/certificate.js"
 import type { SshPrivateKey } from "./protocol/keys/privateKey.js"
 import { fingerprint, parsePublicKeyBlob, signatureAlgorithms } from "./protocol/keys/publicKey.js"
 import type { SshPublicKey } from "./protocol/keys/publicKey.js"
@@ -47,6 +53,7 @@ import { SshChannelError, SshConnectError, SshKeyError, SshTransportError } from
 
 export type { PtyRequest, WindowChange, X11Request } from "./protocol/connection/requests.js"
 export type { Prompt } from "./protocol/auth/client.js"
+export type { AuthorizedKeyEntry, Restrictions } from "./protocol/keys/authorizedKeys.js"
 
 /** Signature algorithms the core verifies for publickey and hostbased authentication: the `server-sig-algs` we announce. */
 export const USER_AUTH_SIGNATURE_ALGORITHMS: ReadonlyArray<string> = [
@@ -61,6 +68,12 @@ export const USER_AUTH_SIGNATURE_ALGORITHMS: ReadonlyArray<string> = [
   "ssh-rsa",
   "ssh-dss"
 ]
+
+/** What publickey requests may use: the announced algorithms and their certificate forms (PROTOCOL.certkeys). */
+const PUBLICKEY_ALGORITHMS: ReadonlyArray<string> = [...USER_AUTH_SIGNATURE_ALGORITHMS, ...USER_AUTH_SIGNATURE_ALGORITHMS.map(certificateAlgorithm)]
+
+/** Everything permitted: what a session may do when the authentication imposed nothing. */
+export const UNRESTRICTED: Restrictions = restrictionsOf(undefined)
 
 // ---- authentication ---------------------------------------------------------------------
 
@@ -99,8 +112,18 @@ export type AuthContext =
     })
   | (AuthBase & {
       readonly method: "publickey"
+      /** As offered, e.g. `rsa-sha2-512` or `ssh-ed25519-cert-v01@openssh.com`. */
       readonly algorithm: string
+      /** The key the client proves it holds; for a certificate, the certified key. */
       readonly key: SshPublicKey
+      /**
+       * Present when the client offered an OpenSSH user certificate. The server has already
+       * checked its CA signature, type, validity window, critical options and source-address,
+       * and applies its force-command and permit-* extensions to the session; whether its CA is
+       * trusted and its principals fit the user is for the handler to decide
+       * (`authorizedKeysAuthenticator` does both).
+       */
+      readonly certificate?: SshCertificate
       /** True when the client only asks whether the key would be accepted (no signature yet). */
       readonly query: boolean
       /** True when a signature is present and verifies; always true for the requests a handler sees unless `query`. */
@@ -128,19 +151,73 @@ export type AuthContext =
 export class AuthCancelled extends Data.TaggedError("AuthCancelled")<{ readonly message: string }> {}
 
 export type AuthDecision =
-  | { readonly _tag: "Accept" }
-  | { readonly _tag: "Reject"; readonly methods?: ReadonlyArray<string>; readonly partialSuccess?: boolean }
+  | { readonly _tag: "Accept"; readonly restrictions?: Restrictions }
+  | {
+      readonly _tag: "Reject"
+      readonly methods?: ReadonlyArray<string>
+      readonly partialSuccess?: boolean
+      /** With partial success: what this factor allows; the final session gets what every factor allows. */
+      readonly restrictions?: Restrictions
+    }
   | { readonly _tag: "PasswordChange"; readonly prompt: string }
 
 export const AuthDecision = {
   /** For publickey: the key is authorized (a query gets PK_OK, a signed request succeeds). */
   accept: { _tag: "Accept" } as AuthDecision,
+  /** Accepts with restrictions (authorized_keys options): the server enforces them on the connection's sessions. */
+  acceptWith: (restrictions: Restrictions): AuthDecision => ({ _tag: "Accept", restrictions }),
   /** Refuses; `methods` replaces the server's method list in the answer. */
   reject: (options: { readonly methods?: ReadonlyArray<string> } = {}): AuthDecision => ({ _tag: "Reject", ...options }),
   /** This factor passed, more are required: the client continues with one of `methods`. */
-  partial: (methods: ReadonlyArray<string>): AuthDecision => ({ _tag: "Reject", methods, partialSuccess: true }),
+  partial: (methods: ReadonlyArray<string>, options: { readonly restrictions?: Restrictions } = {}): AuthDecision => ({
+    _tag: "Reject",
+    methods,
+    partialSuccess: true,
+    ...options
+  }),
   /** password only: the password is right but expired; the client must send a new one. */
   passwordChange: (prompt: string): AuthDecision => ({ _tag: "PasswordChange", prompt })
+}
+
+export interface AuthorizedKeysOptions {
+  /** authorized_keys lines, from `parseAuthorizedKeys` (options and `cert-authority` lines included). */
+  readonly authorizedKeys?: ReadonlyArray<AuthorizedKeyEntry>
+  /** CA keys trusted to certify any user named among a certificate's principals (sshd's TrustedUserCAKeys). */
+  readonly trustedUserCAKeys?: ReadonlyArray<SshPublicKey>
+  /** Milliseconds since the epoch, for expiry-time and certificate validity; default the Effect Clock. */
+  readonly now?: () => number
+}
+
+/**
+ * A publickey authenticator deciding as sshd does with an authorized_keys file and
+ * TrustedUserCAKeys: a listed key, or a certificate whose CA is trusted with the user among its
+ * principals (or a `principals=` of its cert-authority line); `from=`, `expiry-time=` and
+ * source-address honoured. Accepts with the line's restrictions (command=, no-pty, ...), which
+ * the server enforces. Every other method is rejected: combine it with your own handler.
+ *
+ * @example
+ * const keys = SshServer.authorizedKeysAuthenticator({ authorizedKeys: parseAuthorizedKeys(text).entries })
+ * SshServer.make({ hostKeys, authenticate: (ctx) => ctx.method === "publickey" ? keys(ctx) : checkPassword(ctx) })
+ */
+export const authorizedKeysAuthenticator = (options: AuthorizedKeysOptions) => {
+  const entries = options.authorizedKeys ?? []
+  const trustedUserCAKeys = (options.trustedUserCAKeys ?? []).map((k) => k.blob)
+  const now = options.now ? Effect.sync(options.now) : Clock.currentTimeMillis
+  return (ctx: AuthContext): Effect.Effect<AuthDecision> => {
+    if (ctx.method !== "publickey") return Effect.succeed(AuthDecision.reject())
+    return Effect.flatMap(now, (millis) => {
+      const address = clientAddress(ctx.connection)
+      const verdict = authorizeKey(entries, {
+        username: ctx.username,
+        key: ctx.certificate?.blob ?? ctx.key.blob,
+        now: millis,
+        trustedUserCAKeys,
+        ...(address !== undefined ? { clientAddress: address } : {})
+      })
+      if (verdict._tag === "Allowed") return Effect.succeed(AuthDecision.acceptWith(verdict.restrictions))
+      return Effect.as(Effect.logDebug(`publickey for ${ctx.username} refused: ${verdict.message}`), AuthDecision.reject())
+    })
+  }
 }
 
 // ---- sessions ---------------------------------------------------------------------------
@@ -181,7 +258,15 @@ export type SessionRequest =
   | (Answerable<void> & { readonly _tag: "AuthAgent" })
   | (Answerable<void> & { readonly _tag: "WindowChange"; readonly size: WindowChange })
   | (Answerable<void> & { readonly _tag: "Signal"; readonly signal: string })
-  | (Answerable<ServerProcess> & { readonly _tag: "Exec"; readonly command: string })
+  | (Answerable<ServerProcess> & {
+      readonly _tag: "Exec"
+      readonly command: string
+      /**
+       * Present when a forced command (authorized_keys `command=`, a certificate's force-command)
+       * replaced what the client asked: its command, or the subsystem's name (sshd's SSH_ORIGINAL_COMMAND).
+       */
+      readonly originalCommand?: string
+    })
   | (Answerable<ServerProcess> & { readonly _tag: "Shell" })
   | (Answerable<ServerProcess> & { readonly _tag: "Subsystem"; readonly name: string })
   | (Answerable<void> & { readonly _tag: "Other"; readonly request: string; readonly data: Uint8Array })
@@ -191,6 +276,12 @@ export interface ServerSession {
   readonly connection: ConnectionInfo
   readonly username: string
   readonly channelId: number
+  /**
+   * What the authentication allows. The server enforces what it can see: a forced command
+   * arrives as an Exec request (for shell and subsystem requests too), and pty-req, x11-req and
+   * auth-agent-req are refused when not permitted. `environment` is for the handler to apply.
+   */
+  readonly restrictions: Restrictions
   /**
    * The channel's requests in the order they came; ends when the channel closes. Answer each
    * before taking the next (a request left unanswered is refused then). Long work started by
@@ -208,6 +299,8 @@ export interface GlobalRequestContext {
   readonly data: Uint8Array
   readonly username: string
   readonly connection: ConnectionInfo
+  /** What the authentication allows; forwarding requests are refused before this handler when `portForwarding` is false. */
+  readonly restrictions: Restrictions
 }
 
 // ---- the server -------------------------------------------------------------------------
@@ -216,6 +309,11 @@ export interface ServerOptions<R = never> {
   /** Listen on TCP; port 0 picks a free port (see `Server.address`). Absent: only `handleConnection`. */
   readonly listen?: { readonly host?: string; readonly port: number }
   readonly hostKeys: ReadonlyArray<SshPrivateKey>
+  /**
+   * OpenSSH host certificates (`ssh_host_ed25519_key-cert.pub`), at most one per host key: each
+   * is offered under its `*-cert-v01@openssh.com` algorithms and signed with its host key.
+   */
+  readonly hostCertificates?: ReadonlyArray<SshCertificate | SshPublicKey>
   readonly algorithms?: AlgorithmOptions
   /** Text shown to the user before authentication (USERAUTH_BANNER). */
   readonly banner?: string
@@ -252,7 +350,13 @@ export interface Server {
   /** The bound TCP address, when listening. */
   readonly address: { readonly host: string; readonly port: number } | undefined
   /** The host keys served, with their fingerprints ("SHA256:..."). */
-  readonly hostKeys: ReadonlyArray<{ readonly type: string; readonly fingerprint: string; readonly publicKey: SshPublicKey }>
+  readonly hostKeys: ReadonlyArray<{
+    readonly type: string
+    readonly fingerprint: string
+    readonly publicKey: SshPublicKey
+    /** The host certificate served for this key, when one was given. */
+    readonly certificate?: SshCertificate
+  }>
   /**
    * Serves one connection over any duplex (a socket, a channel, an in-memory pair). Returns at
    * once; the connection runs in its own scope inside the server's and ends with it.
@@ -269,6 +373,40 @@ const encoder = new TextEncoder()
 
 function hostKeySigner(key: SshPrivateKey): HostKeySigner {
   return { algorithms: signatureAlgorithms(key.type), blob: key.publicKey.blob, sign: (alg, data) => key.sign(alg, data) }
+}
+
+/** A host certificate proves possession of its certified key: signatures are the key's plain ones. */
+function hostCertificateSigner(key: SshPrivateKey, certificate: SshCertificate): HostKeySigner {
+  return {
+    algorithms: signatureAlgorithms(certificate.type),
+    blob: certificate.blob,
+    sign: (alg, data) => key.sign(plainAlgorithmOfCertificate(alg) ?? alg, data)
+  }
+}
+
+/** Pairs each host certificate with the host key it certifies. */
+function matchHostCertificates(
+  keys: ReadonlyArray<SshPrivateKey>,
+  certificates: ReadonlyArray<SshCertificate | SshPublicKey>
+): ReadonlyMap<SshPrivateKey, SshCertificate> | SshKeyError {
+  const matched = new Map<SshPrivateKey, SshCertificate>()
+  for (const given of certificates) {
+    const cert = "signatureKey" in given ? given : given.certificate
+    if (cert === undefined) return new SshKeyError({ reason: "unsupported-key-type", message: `a ${given.type} key is not a host certificate` })
+    if (cert.certType !== "host") {
+      return new SshKeyError({ reason: "unsupported-key-type", message: `certificate ${JSON.stringify(cert.keyId)} is a user certificate, not a host certificate` })
+    }
+    const key = keys.find((k) => Buffer.from(k.publicKey.blob).equals(cert.publicKey))
+    if (key === undefined) {
+      return new SshKeyError({
+        reason: "unsupported-key-type",
+        message: `host certificate ${JSON.stringify(cert.keyId)} certifies ${fingerprint(cert.publicKey)}, which is none of the host keys`
+      })
+    }
+    if (matched.has(key)) return new SshKeyError({ reason: "unsupported-key-type", message: `two host certificates for ${fingerprint(cert.publicKey)}` })
+    matched.set(key, cert)
+  }
+  return matched
 }
 
 /**
@@ -301,7 +439,10 @@ export const make = <R = never>(options: ServerOptions<R>): Effect.Effect<Server
       try: () => resolveAlgorithms({ hostKey: SUPPORTED.hostKey, ...options.algorithms }),
       catch: (cause) => new SshTransportError({ reason: "no-common-algorithm", message: (cause as Error).message, cause })
     })
-    const signers = options.hostKeys.map(hostKeySigner)
+    const certificates = matchHostCertificates(options.hostKeys, options.hostCertificates ?? [])
+    if (certificates instanceof SshKeyError) return yield* Effect.fail(certificates)
+    const plainSigners = options.hostKeys.map(hostKeySigner)
+    const signers = [...plainSigners, ...[...certificates].map(([key, cert]) => hostCertificateSigner(key, cert))]
     const served = algorithms.hostKey.filter((a) => signers.some((s) => s.algorithms.includes(a)))
     if (served.length === 0) {
       return yield* Effect.fail(
@@ -313,7 +454,7 @@ export const make = <R = never>(options: ServerOptions<R>): Effect.Effect<Server
     }
     const state: ServerState = { nextId: 1, unauthenticated: 0, open: 0, authenticated: 0 }
     const run = yield* FiberSet.makeRuntime<R>()
-    const config: ConnectionConfig<R> = { options, signers, algorithms, state }
+    const config: ConnectionConfig<R> = { options, signers, plainSigners, algorithms, state }
 
     const handleConnection: Server["handleConnection"] = (socket, peer = {}) =>
       Effect.sync(() => {
@@ -331,7 +472,10 @@ export const make = <R = never>(options: ServerOptions<R>): Effect.Effect<Server
 
     return {
       address,
-      hostKeys: options.hostKeys.map((k) => ({ type: k.type, fingerprint: fingerprint(k.publicKey.blob), publicKey: k.publicKey })),
+      hostKeys: options.hostKeys.map((k) => {
+        const certificate = certificates.get(k)
+        return { type: k.type, fingerprint: fingerprint(k.publicKey.blob), publicKey: k.publicKey, ...(certificate ? { certificate } : {}) }
+      }),
       handleConnection,
       stats: Effect.sync(() => ({ connections: state.open, authenticated: state.authenticated }))
     } satisfies Server
@@ -353,6 +497,8 @@ interface ServerState {
 interface ConnectionConfig<R> {
   readonly options: ServerOptions<R>
   readonly signers: ReadonlyArray<HostKeySigner>
+  /** The host keys without their certificates: what hostkeys-00@openssh.com announces, as OpenSSH does. */
+  readonly plainSigners: ReadonlyArray<HostKeySigner>
   readonly algorithms: ReturnType<typeof resolveAlgorithms>
   readonly state: ServerState
 }
@@ -395,6 +541,7 @@ function serveConnection<R>(
     state.open++
     let preAuth = true
     let authenticatedUser: string | undefined
+    let granted: Restrictions = UNRESTRICTED
     const leavePreAuth = () => {
       if (!preAuth) return
       preAuth = false
@@ -464,7 +611,7 @@ function serveConnection<R>(
             return
           }
           const channel = d.acceptChannel(event.id, "session")
-          run(runSession(channel, connection, authenticatedUser ?? "", options.onSession))
+          run(runSession(channel, connection, authenticatedUser ?? "", granted, options.onSession))
         }
       }
     )
@@ -489,15 +636,16 @@ function serveConnection<R>(
       )
     )
 
-    const onAuthenticated = (username: string) =>
+    const onAuthenticated = (username: string, restrictions: Restrictions) =>
       Effect.gen(function* () {
         authenticatedUser = username
+        granted = restrictions
         state.authenticated++
         leavePreAuth()
         yield* Fiber.interruptFork(graceTimer)
         // hostkeys-00@openssh.com (draft-miller-sshm-hostkey-update): every host key, for UpdateHostKeys
-        driver.globalRequest("hostkeys-00@openssh.com", concatBytes(...config.signers.map((s) => message((w) => w.string(s.blob)))))
-        run(globalRequestLoop(driver, globalRequests, config, connection, username))
+        driver.globalRequest("hostkeys-00@openssh.com", concatBytes(...config.plainSigners.map((s) => message((w) => w.string(s.blob)))))
+        run(globalRequestLoop(driver, globalRequests, config, connection, username, restrictions))
         const keepalive = startKeepalive(driver, options)
         if (keepalive) run(keepalive)
       })
@@ -515,7 +663,7 @@ function authLoop<R>(
   options: ServerOptions<R>,
   connection: ConnectionInfo,
   maxAuthTries: number,
-  onAuthenticated: (username: string) => Effect.Effect<void>
+  onAuthenticated: (username: string, restrictions: Restrictions) => Effect.Effect<void>
 ): Effect.Effect<void, never, R> {
   return Effect.gen(function* () {
     let lookahead: AuthSignal | undefined
@@ -523,6 +671,8 @@ function authLoop<R>(
     let requests = 0
     let bannerSent = false
     const completed: string[] = []
+    // what the factors passed so far allow (multi-factor)
+    let carried: Restrictions = UNRESTRICTED
     const methods = options.authMethods ?? DEFAULT_AUTH_METHODS
     const auth = () => driver.endpoint.serverAuth
     const next = Effect.suspend(() => {
@@ -559,7 +709,8 @@ function authLoop<R>(
         )
         return
       }
-      const context = toContext(request, connection, completed, (prompts, opts) =>
+      const now = yield* Clock.currentTimeMillis
+      const context = toContext(request, connection, completed, now, (prompts, opts) =>
         Effect.gen(function* () {
           driver.run(() => auth().infoRequest(opts?.name ?? "", opts?.instructions ?? "", prompts))
           const answer = yield* Queue.take(signals)
@@ -574,7 +725,8 @@ function authLoop<R>(
           return yield* Effect.fail(new AuthCancelled({ message: "the client abandoned keyboard-interactive" }))
         })
       )
-      if (context === undefined) {
+      if ("refused" in context) {
+        yield* Effect.logDebug(`authentication request refused: ${context.refused}`)
         yield* reject(methods, false, counts)
         continue
       }
@@ -588,10 +740,17 @@ function authLoop<R>(
       if (decision === "cancelled" || driver.closed) continue
       if (context.method === "publickey" && context.query) {
         if (decision._tag === "Accept" || (decision._tag === "Reject" && decision.partialSuccess)) {
-          driver.run(() => auth().publicKeyOk(context.algorithm, context.key.blob))
+          driver.run(() => auth().publicKeyOk(context.algorithm, context.certificate?.blob ?? context.key.blob))
         } else {
           yield* reject(decision._tag === "Reject" ? (decision.methods ?? methods) : methods, false, counts)
         }
+        continue
+      }
+      const succeeds = decision._tag === "Accept" || (decision._tag === "Reject" && decision.partialSuccess === true)
+      const allowed = succeeds ? grantedRestrictions(carried, decision.restrictions, context) : carried
+      if (typeof allowed === "string") {
+        yield* Effect.logWarning(`refusing ${context.method} for ${context.username}: ${allowed}`)
+        yield* reject(methods, false, counts)
         continue
       }
       switch (decision._tag) {
@@ -601,7 +760,7 @@ function authLoop<R>(
             // delayed compression (zlib@openssh.com) starts right after USERAUTH_SUCCESS
             e.transport.authenticated()
           })
-          yield* onAuthenticated(request.username)
+          yield* onAuthenticated(request.username, allowed)
           return
         case "PasswordChange":
           if (context.method === "password" && context.newPassword === undefined) {
@@ -611,7 +770,10 @@ function authLoop<R>(
           }
           continue
         case "Reject":
-          if (decision.partialSuccess && !completed.includes(context.method)) completed.push(context.method)
+          if (decision.partialSuccess) {
+            if (!completed.includes(context.method)) completed.push(context.method)
+            carried = allowed
+          }
           yield* reject(decision.methods ?? methods, decision.partialSuccess ?? false, counts)
           continue
       }
@@ -620,16 +782,33 @@ function authLoop<R>(
 }
 
 /**
- * The handler's view of a request, or undefined when the server refuses it outright: an
- * unknown method, a key it cannot read, a signature algorithm it does not announce, or a
- * signature that does not verify.
+ * What a successful factor allows: what the earlier factors allowed, narrowed by the decision's
+ * restrictions and by the certificate the client authenticated with. A string when they conflict.
+ */
+function grantedRestrictions(carried: Restrictions, decided: Restrictions | undefined, context: AuthContext): Restrictions | string {
+  const own = context.method === "publickey" && context.certificate ? withCertificate(decided ?? UNRESTRICTED, context.certificate) : decided
+  if (typeof own === "string") return own
+  return own === undefined ? carried : intersectRestrictions(carried, own)
+}
+
+/** Node reports IPv4 clients of a dual-stack listener as `::ffff:a.b.c.d`; patterns and CIDRs name the IPv4 form. */
+function clientAddress(connection: ConnectionInfo): string | undefined {
+  const address = connection.remoteAddress
+  return address?.toLowerCase().startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address
+}
+
+/**
+ * The handler's view of a request, or why the server refuses it outright: an unknown method, a
+ * key it cannot read, a signature algorithm it does not accept, a signature that does not
+ * verify, or a certificate that is not valid (CA signature, type, validity, critical options).
  */
 function toContext(
   request: AuthRequest,
   connection: ConnectionInfo,
   completed: ReadonlyArray<string>,
+  now: number,
   prompt: Extract<AuthContext, { method: "keyboard-interactive" }>["prompt"]
-): AuthContext | undefined {
+): AuthContext | { readonly refused: string } {
   const base = { username: request.username, connection, completed: [...completed] }
   const key = (blob: Uint8Array) => {
     try {
@@ -638,7 +817,7 @@ function toContext(
       return undefined
     }
   }
-  if ("unknown" in request) return undefined
+  if ("unknown" in request) return { refused: "unknown method" }
   switch (request.method) {
     case "none":
       return { ...base, method: "none" }
@@ -651,16 +830,27 @@ function toContext(
       }
     case "publickey": {
       const k = key(request.key)
-      if (!k || !USER_AUTH_SIGNATURE_ALGORITHMS.includes(request.algorithm)) return undefined
-      if (!signatureAlgorithms(k.type).includes(request.algorithm)) return undefined
-      if (request.signed && !request.signatureValid) return undefined
-      return { ...base, method: "publickey", algorithm: request.algorithm, key: k, query: !request.signed, signatureValid: request.signatureValid }
+      if (!k) return { refused: "unreadable public key" }
+      if (!PUBLICKEY_ALGORITHMS.includes(request.algorithm) || !signatureAlgorithms(k.type).includes(request.algorithm)) {
+        return { refused: `${request.algorithm} is not accepted for a ${k.type} key` }
+      }
+      if (request.signed && !request.signatureValid) return { refused: `bad ${request.algorithm} signature` }
+      const common = { ...base, method: "publickey" as const, algorithm: request.algorithm, query: !request.signed, signatureValid: request.signatureValid }
+      if (k.certificate === undefined) return { ...common, key: k }
+      const address = clientAddress(connection)
+      const verdict = checkCertificate(k.certificate, { certType: "user", now, ...(address !== undefined ? { clientAddress: address } : {}) })
+      if (!verdict.ok) return { refused: verdict.message }
+      const certified = key(k.certificate.publicKey)
+      if (!certified) return { refused: "unreadable certified key" }
+      return { ...common, key: certified, certificate: k.certificate }
     }
     case "keyboard-interactive":
       return { ...base, method: "keyboard-interactive", submethods: request.submethods, prompt }
     case "hostbased": {
       const k = key(request.hostKey)
-      if (!k || !request.signatureValid || !USER_AUTH_SIGNATURE_ALGORITHMS.includes(request.algorithm)) return undefined
+      if (!k || !request.signatureValid || !USER_AUTH_SIGNATURE_ALGORITHMS.includes(request.algorithm)) {
+        return { refused: `hostbased ${request.algorithm}: unreadable key, unaccepted algorithm or bad signature` }
+      }
       return {
         ...base,
         method: "hostbased",
@@ -680,7 +870,8 @@ function globalRequestLoop<R>(
   requests: Queue.Queue<Extract<ConnectionEvent, { _tag: "GlobalRequest" }>>,
   config: ConnectionConfig<R>,
   connection: ConnectionInfo,
-  username: string
+  username: string,
+  restrictions: Restrictions
 ): Effect.Effect<never, never, R> {
   const reply = (wantReply: boolean, result: boolean | Uint8Array) =>
     Effect.sync(() => {
@@ -697,11 +888,14 @@ function globalRequestLoop<R>(
         // any answer proves liveness; OpenSSH answers failure too
         return reply(request.wantReply, false)
       case "hostkeys-prove-00@openssh.com":
-        return reply(request.wantReply, proveHostKeys(driver, config.signers, request.data) ?? false)
+        return reply(request.wantReply, proveHostKeys(driver, config.plainSigners, request.data) ?? false)
+      case "tcpip-forward":
+      case "streamlocal-forward@openssh.com":
+        if (!restrictions.portForwarding) return reply(request.wantReply, false)
     }
     const handler = config.options.onGlobalRequest
     if (!handler) return reply(request.wantReply, false)
-    return handler({ name: request.name, wantReply: request.wantReply, data: request.data, username, connection }).pipe(
+    return handler({ name: request.name, wantReply: request.wantReply, data: request.data, username, connection, restrictions }).pipe(
       Effect.catchAllCause((cause) => Effect.logWarning("global request handler failed", cause).pipe(Effect.as(false))),
       Effect.flatMap((result) => reply(request.wantReply, result))
     )
@@ -717,7 +911,9 @@ function globalRequestLoop<R>(
 function proveHostKeys(driver: Driver, signers: ReadonlyArray<HostKeySigner>, data: Uint8Array): Uint8Array | undefined {
   const sessionId = driver.endpoint.transport.sessionId
   if (!sessionId) return undefined
-  const negotiated = driver.endpoint.transport.negotiated?.hostKey ?? ""
+  // with a host certificate negotiated, an RSA key signs with the certificate's plain algorithm
+  const hostKeyAlgorithm = driver.endpoint.transport.negotiated?.hostKey ?? ""
+  const negotiated = plainAlgorithmOfCertificate(hostKeyAlgorithm) ?? hostKeyAlgorithm
   const signatures: Uint8Array[] = []
   let offset = 0
   while (offset < data.length) {
@@ -766,6 +962,7 @@ function runSession<R>(
   channel: ChannelState,
   connection: ConnectionInfo,
   username: string,
+  restrictions: Restrictions,
   onSession: (session: ServerSession) => Effect.Effect<void, never, R | Scope.Scope>
 ): Effect.Effect<void, never, R> {
   const queue = Effect.runSync(Queue.unbounded<SessionRequest | null>())
@@ -792,13 +989,16 @@ function runSession<R>(
         return Effect.fail(Option.none())
       }
       last = (r as unknown as { readonly pending: PendingAnswer }).pending
-      return Effect.succeed(r)
+      const allowed = restrictRequest(r, restrictions)
+      // a refused request is answered in turn by the next pull's settleLast, keeping replies in order
+      return allowed === undefined ? pull : Effect.succeed(allowed)
     })
   )
   const session: ServerSession = {
     connection,
     username,
     channelId: channel.id,
+    restrictions,
     requests: Stream.repeatEffectOption(pull),
     close: closeChannel
   }
@@ -813,6 +1013,43 @@ function runSession<R>(
       })
     )
   )
+}
+
+/**
+ * The request as the restrictions allow it: undefined when refused (a pty, X11 or agent
+ * forwarding that is not permitted), an Exec of the forced command in place of exec, shell and
+ * subsystem, or unchanged.
+ */
+function restrictRequest(request: SessionRequest, restrictions: Restrictions): SessionRequest | undefined {
+  switch (request._tag) {
+    case "Pty":
+      return restrictions.pty ? request : undefined
+    case "X11":
+      return restrictions.x11Forwarding ? request : undefined
+    case "AuthAgent":
+      return restrictions.agentForwarding ? request : undefined
+    case "Exec":
+    case "Shell":
+    case "Subsystem": {
+      const forced = restrictions.command
+      if (forced === undefined) return request
+      const original = request._tag === "Exec" ? request.command : request._tag === "Subsystem" ? request.name : undefined
+      const { pending } = request as unknown as { readonly pending: PendingAnswer }
+      return Object.assign(
+        {
+          _tag: "Exec" as const,
+          wantReply: request.wantReply,
+          accept: request.accept,
+          reject: request.reject,
+          command: forced,
+          ...(original !== undefined ? { originalCommand: original } : {})
+        },
+        { pending }
+      )
+    }
+    default:
+      return request
+  }
 }
 
 function decodeSessionRequest(channel: ChannelState, request: string, wantReply: boolean, data: Uint8Array): SessionRequest {

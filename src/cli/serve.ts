@@ -5,12 +5,16 @@ import * as Redacted from "effect/Redacted"
 import { execSession, ptySupported } from "../node/ExecSession.js"
 import { generatePrivateKey, parsePrivateKey } from "../protocol/keys/privateKey.js"
 import type { SshPrivateKey } from "../protocol/keys/privateKey.js"
-import { parsePublicKeyLine } from "../protocol/keys/publicKey.js"
+import { parseAuthorizedKeys } from "../protocol/keys/authorizedKeys.js"
+import type { AuthorizedKeyEntry } from "../protocol/keys/authorizedKeys.js"
+import type { SshCertificate } from "../protocol/keys/certificate.js"
+import { fingerprint, parsePublicKeyLine } from "../protocol/keys/publicKey.js"
 import type { SshPublicKey } from "../protocol/keys/publicKey.js"
 import * as SshServer from "../SshServer.js"
 import type { AuthContext, AuthDecision } from "../SshServer.js"
 
-export const serveUsage = "effect-ssh serve [--listen 127.0.0.1:2222] [--host-key FILE ...] [--authorized-keys FILE] [--password-env VAR] [--exec]"
+export const serveUsage =
+  "effect-ssh serve [--listen 127.0.0.1:2222] [--host-key FILE ...] [--host-certificate FILE ...] [--authorized-keys FILE] [--trusted-user-ca-keys FILE] [--password-env VAR] [--exec]"
 
 export interface ServeIO {
   readonly out: (line: string) => void
@@ -28,7 +32,9 @@ interface ServeArgs {
   readonly host: string
   readonly port: number
   readonly hostKeyFiles: ReadonlyArray<string>
+  readonly hostCertificateFiles: ReadonlyArray<string>
   readonly authorizedKeys: string | undefined
+  readonly trustedUserCAKeys: string | undefined
   readonly passwordEnv: string | undefined
   readonly exec: boolean
 }
@@ -50,18 +56,29 @@ class ServeError extends Error {
 export async function serve(argv: ReadonlyArray<string>, io: ServeIO = processIO): Promise<number> {
   let args: ServeArgs
   let hostKeys: Array<{ key: SshPrivateKey; generated: boolean }>
+  let hostCertificates: ReadonlyArray<SshCertificate>
   let authenticate: (ctx: AuthContext) => Effect.Effect<AuthDecision, SshServer.AuthCancelled>
   let methods: string[]
   try {
     args = parseServeArgs(argv)
-    if (args.authorizedKeys === undefined && args.passwordEnv === undefined) {
-      throw new ServeError("no authentication configured: give --authorized-keys FILE and/or --password-env VAR", 2)
+    if (args.authorizedKeys === undefined && args.trustedUserCAKeys === undefined && args.passwordEnv === undefined) {
+      throw new ServeError("no authentication configured: give --authorized-keys FILE, --trusted-user-ca-keys FILE and/or --password-env VAR", 2)
+    }
+    if (args.hostCertificateFiles.length > 0 && args.hostKeyFiles.length === 0) {
+      throw new ServeError("--host-certificate needs the certified key given with --host-key", 2)
     }
     hostKeys = args.hostKeyFiles.length > 0 ? args.hostKeyFiles.map((f) => ({ key: readHostKey(f), generated: false })) : [{ key: generatePrivateKey("ed25519"), generated: true }]
-    const keys = args.authorizedKeys === undefined ? undefined : readAuthorizedKeys(args.authorizedKeys)
+    hostCertificates = args.hostCertificateFiles.map(readHostCertificate)
+    const publicKey =
+      args.authorizedKeys === undefined && args.trustedUserCAKeys === undefined
+        ? undefined
+        : SshServer.authorizedKeysAuthenticator({
+            ...(args.authorizedKeys !== undefined ? { authorizedKeys: readAuthorizedKeys(args.authorizedKeys) } : {}),
+            ...(args.trustedUserCAKeys !== undefined ? { trustedUserCAKeys: readKeyList(args.trustedUserCAKeys, "trusted user CA keys") } : {})
+          })
     const password = args.passwordEnv === undefined ? undefined : readPassword(args.passwordEnv)
-    authenticate = authenticator(keys, password)
-    methods = [...(keys ? ["publickey"] : []), ...(password ? ["password", "keyboard-interactive"] : [])]
+    authenticate = authenticator(publicKey, password)
+    methods = [...(publicKey ? ["publickey"] : []), ...(password ? ["password", "keyboard-interactive"] : [])]
   } catch (e) {
     const status = e instanceof ServeError ? e.status : 1
     io.err(`effect-ssh serve: ${e instanceof Error ? e.message : String(e)}`)
@@ -74,6 +91,7 @@ export async function serve(argv: ReadonlyArray<string>, io: ServeIO = processIO
     const server = yield* SshServer.make({
       listen: { host: args.host, port: args.port },
       hostKeys: hostKeys.map((k) => k.key),
+      hostCertificates,
       authMethods: methods,
       authenticate,
       ...(args.exec ? { onSession: execSession() } : {})
@@ -81,6 +99,9 @@ export async function serve(argv: ReadonlyArray<string>, io: ServeIO = processIO
     const { host, port } = server.address!
     io.out(`listening on ${host.includes(":") ? `[${host}]` : host}:${port}`)
     server.hostKeys.forEach((k, i) => io.out(`host key ${k.type} ${k.fingerprint}${hostKeys[i]!.generated ? " (generated in memory, not saved)" : ""}`))
+    for (const k of server.hostKeys) {
+      if (k.certificate) io.out(`host certificate ${k.certificate.type} ${JSON.stringify(k.certificate.keyId)} for ${k.fingerprint}, CA ${fingerprint(k.certificate.signatureKey)}`)
+    }
     io.out(`auth: ${methods.join(", ")}`)
     io.out(args.exec ? `exec: commands and shells run as ${process.env.USER ?? "this user"}${ptySupported() ? "" : " (no pty: util-linux script not found)"}` : "exec: disabled (sessions are refused; use --exec)")
     yield* Effect.promise(() => until)
@@ -101,7 +122,9 @@ export async function serve(argv: ReadonlyArray<string>, io: ServeIO = processIO
 function parseServeArgs(argv: ReadonlyArray<string>): ServeArgs {
   let listen = "127.0.0.1:2222"
   const hostKeyFiles: string[] = []
+  const hostCertificateFiles: string[] = []
   let authorizedKeys: string | undefined
+  let trustedUserCAKeys: string | undefined
   let passwordEnv: string | undefined
   let exec = false
   for (let i = 0; i < argv.length; i++) {
@@ -113,7 +136,9 @@ function parseServeArgs(argv: ReadonlyArray<string>): ServeArgs {
     }
     if (a === "--listen") listen = value()
     else if (a === "--host-key") hostKeyFiles.push(value())
+    else if (a === "--host-certificate") hostCertificateFiles.push(value())
     else if (a === "--authorized-keys") authorizedKeys = value()
+    else if (a === "--trusted-user-ca-keys") trustedUserCAKeys = value()
     else if (a === "--password-env") passwordEnv = value()
     else if (a === "--exec") exec = true
     else throw new ServeError(`unknown argument ${a}`, 2)
@@ -121,7 +146,7 @@ function parseServeArgs(argv: ReadonlyArray<string>): ServeArgs {
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(listen) ?? /^()()(\d+)$/.exec(listen)
   const port = match ? Number(match[3]) : NaN
   if (!match || !Number.isInteger(port) || port > 65535) throw new ServeError(`--listen ${listen}: expected HOST:PORT`, 2)
-  return { host: match[1] || match[2] || "127.0.0.1", port, hostKeyFiles, authorizedKeys, passwordEnv, exec }
+  return { host: match[1] || match[2] || "127.0.0.1", port, hostKeyFiles, hostCertificateFiles, authorizedKeys, trustedUserCAKeys, passwordEnv, exec }
 }
 
 function readHostKey(file: string): SshPrivateKey {
@@ -132,28 +157,50 @@ function readHostKey(file: string): SshPrivateKey {
   }
 }
 
-/** Plain `type base64 comment` lines; a line with options is refused rather than served without its restrictions. */
-function readAuthorizedKeys(file: string): ReadonlyArray<SshPublicKey> {
-  let content: string
+function readText(file: string, what: string): string {
   try {
-    content = readFileSync(file, "utf8")
+    return readFileSync(file, "utf8")
   } catch (e) {
-    throw new ServeError(`authorized keys ${file}: ${e instanceof Error ? e.message : String(e)}`, 1)
+    throw new ServeError(`${what} ${file}: ${e instanceof Error ? e.message : String(e)}`, 1)
   }
+}
+
+/** authorized_keys with its options; a bad line stops the server rather than being skipped unseen. */
+function readAuthorizedKeys(file: string): ReadonlyArray<AuthorizedKeyEntry> {
+  const { entries, errors } = parseAuthorizedKeys(readText(file, "authorized keys"))
+  const [first] = errors
+  if (first !== undefined) throw new ServeError(`${file} line ${first.line}: ${first.message}`, 1)
+  if (entries.length === 0) throw new ServeError(`${file} holds no keys`, 1)
+  return entries
+}
+
+/** A file of `type base64 [comment]` lines, as sshd's TrustedUserCAKeys. */
+function readKeyList(file: string, what: string): ReadonlyArray<SshPublicKey> {
   const keys: SshPublicKey[] = []
-  content.split(/\r?\n/).forEach((line, i) => {
-    if (line.trim() === "" || line.trimStart().startsWith("#")) return
-    try {
-      keys.push(parsePublicKeyLine(line))
-    } catch (e) {
-      throw new ServeError(
-        `${file} line ${i + 1}: ${e instanceof Error ? e.message : String(e)} (key options are not supported yet: lines must be \`type base64 [comment]\`)`,
-        1
-      )
-    }
-  })
+  readText(file, what)
+    .split(/\r?\n/)
+    .forEach((line, i) => {
+      if (line.trim() === "" || line.trimStart().startsWith("#")) return
+      try {
+        keys.push(parsePublicKeyLine(line))
+      } catch (e) {
+        throw new ServeError(`${file} line ${i + 1}: ${e instanceof Error ? e.message : String(e)}`, 1)
+      }
+    })
   if (keys.length === 0) throw new ServeError(`${file} holds no keys`, 1)
   return keys
+}
+
+function readHostCertificate(file: string): SshCertificate {
+  let key: SshPublicKey
+  try {
+    key = parsePublicKeyLine(readText(file, "host certificate").trim())
+  } catch (e) {
+    if (e instanceof ServeError) throw e
+    throw new ServeError(`host certificate ${file}: ${e instanceof Error ? e.message : String(e)}`, 1)
+  }
+  if (key.certificate === undefined) throw new ServeError(`host certificate ${file}: a ${key.type} key, not a certificate`, 1)
+  return key.certificate
 }
 
 function readPassword(variable: string): Redacted.Redacted<string> {
@@ -168,13 +215,16 @@ function samePassword(given: string, expected: Redacted.Redacted<string>): boole
   return timingSafeEqual(digest(given), digest(Redacted.value(expected)))
 }
 
-function authenticator(keys: ReadonlyArray<SshPublicKey> | undefined, password: Redacted.Redacted<string> | undefined) {
+function authenticator(
+  publicKey: ((ctx: AuthContext) => Effect.Effect<AuthDecision>) | undefined,
+  password: Redacted.Redacted<string> | undefined
+) {
   const { accept, reject } = SshServer.AuthDecision
   return (ctx: AuthContext): Effect.Effect<AuthDecision, SshServer.AuthCancelled> =>
     Effect.gen(function* () {
       switch (ctx.method) {
         case "publickey":
-          return keys?.some((k) => Buffer.from(k.blob).equals(ctx.key.blob)) ? accept : reject()
+          return publicKey ? yield* publicKey(ctx) : reject()
         case "password":
           return password && samePassword(Redacted.value(ctx.password), password) ? accept : reject()
         case "keyboard-interactive": {

@@ -43,6 +43,9 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
  * Supported: pty-req (through `script`; the size is applied, window-change too; terminal modes
  * other than the size are not), env, exec, shell, subsystem (from `subsystems`), signal.
  * Refused: x11-req, auth-agent-req@openssh.com and anything else.
+ * The session's restrictions apply: their `environment` (authorized_keys `environment=`, set
+ * after the client's env requests, as sshd with PermitUserEnvironment) and, for a forced
+ * command, SSH_ORIGINAL_COMMAND.
  */
 export const execSession =
   (options: ExecSessionOptions = {}) =>
@@ -64,9 +67,15 @@ export const execSession =
       let child: ChildProcess | undefined
       let started = false
 
-      const start = (proc: ServerProcess, command: string | undefined) =>
+      const start = (proc: ServerProcess, command: string | undefined, originalCommand: string | undefined) =>
         Effect.gen(function* () {
-          const spawned = launch(command, loginShell, pty, { ...env, ...(pty ? { TERM: pty.term || "dumb" } : {}) }, options.cwd ?? env.HOME!)
+          const childEnv = {
+            ...env,
+            ...(pty ? { TERM: pty.term || "dumb" } : {}),
+            ...Object.fromEntries(session.restrictions.environment.map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)])),
+            ...(originalCommand !== undefined ? { SSH_ORIGINAL_COMMAND: originalCommand } : {})
+          }
+          const spawned = launch(command, loginShell, pty, childEnv, options.cwd ?? env.HOME!)
           child = spawned
           yield* Effect.addFinalizer(() =>
             Effect.sync(() => {
@@ -113,8 +122,9 @@ export const execSession =
               request._tag === "Exec" ? request.command : request._tag === "Subsystem" ? options.subsystems?.[request.name] : undefined
             if (request._tag === "Subsystem" && command === undefined) return request.reject
             started = true
+            const originalCommand = request._tag === "Exec" ? request.originalCommand : undefined
             return request.accept.pipe(
-              Effect.flatMap((proc) => Effect.forkScoped(start(proc, command))),
+              Effect.flatMap((proc) => Effect.forkScoped(start(proc, command, originalCommand))),
               Effect.ignore
             )
           }

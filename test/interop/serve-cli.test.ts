@@ -121,10 +121,10 @@ describeWithPeers(["ssh", "ssh-keygen", "sshpass"], "effect-ssh serve", () => {
     expect(await run(["--bogus"])).toMatchObject({ code: 2, errors: expect.stringMatching(/unknown argument --bogus/) })
     expect(await run(["--listen", "nowhere", "--password-env", PASSWORD_VAR])).toMatchObject({ code: 2 })
     const withOptions = join(dir, "with_options")
-    await writeFile(withOptions, `no-pty ${key.publicLine}\n`)
+    await writeFile(withOptions, `no-pty ${key.publicLine}\nbogus-option ${other.publicLine}\n`)
     expect(await run(["--listen", "127.0.0.1:0", "--authorized-keys", withOptions])).toMatchObject({
       code: 1,
-      errors: expect.stringMatching(/line 1: .*key options are not supported yet/)
+      errors: expect.stringMatching(/line 2: unknown option "bogus-option"/)
     })
     expect(await run(["--listen", "127.0.0.1:0", "--password-env", "EFFECT_SSH_UNSET_VAR"])).toMatchObject({ code: 1 })
     // the port is taken: a clean error, exit 1

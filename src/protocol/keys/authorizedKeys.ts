@@ -246,7 +246,8 @@ function fromAllows(patterns: string, address: string | undefined, hostname: str
   return allowed
 }
 
-function restrictionsOf(o: AuthorizedKeyOptions | undefined): Restrictions {
+/** The restrictions a line's options impose; `undefined` (no line) imposes none. */
+export function restrictionsOf(o: AuthorizedKeyOptions | undefined): Restrictions {
   const base = !(o?.restrict ?? false)
   return {
     ...(o?.command !== undefined ? { command: o.command } : {}),
@@ -264,8 +265,11 @@ function restrictionsOf(o: AuthorizedKeyOptions | undefined): Restrictions {
   }
 }
 
-/** A certificate narrows a line's permissions: what its extensions do not permit is denied. */
-function withCertificate(r: Restrictions, cert: SshCertificate): Restrictions | string {
+/**
+ * A certificate narrows a line's permissions: what its extensions do not permit is denied, and
+ * its force-command is added. A string (the reason) when both force different commands.
+ */
+export function withCertificate(r: Restrictions, cert: SshCertificate): Restrictions | string {
   const forced = cert.criticalOptions.get("force-command")
   if (forced !== undefined && r.command !== undefined && forced !== r.command) return "the certificate and the key options force different commands"
   const has = (name: string) => cert.extensions.has(name)
@@ -279,6 +283,36 @@ function withCertificate(r: Restrictions, cert: SshCertificate): Restrictions | 
     userRc: r.userRc && has("permit-user-rc"),
     noTouchRequired: r.noTouchRequired || has("no-touch-required"),
     verifyRequired: r.verifyRequired || cert.criticalOptions.has("verify-required")
+  }
+}
+
+/**
+ * What two authentications together allow, for multi-factor logins (sshd merges the options of
+ * each method that succeeded): every permission must be granted by both. A string (the reason)
+ * when they force different commands or tunnels.
+ */
+export function intersectRestrictions(a: Restrictions, b: Restrictions): Restrictions | string {
+  if (a.command !== undefined && b.command !== undefined && a.command !== b.command) return "two authentications force different commands"
+  if (a.tunnel !== undefined && b.tunnel !== undefined && a.tunnel !== b.tunnel) return "two authentications force different tunnels"
+  const both = (x: ReadonlyArray<string> | undefined, y: ReadonlyArray<string> | undefined) =>
+    x === undefined ? y : y === undefined ? x : x.filter((v) => y.includes(v))
+  const permitOpen = both(a.permitOpen, b.permitOpen)
+  const permitListen = both(a.permitListen, b.permitListen)
+  const command = a.command ?? b.command
+  const tunnel = a.tunnel ?? b.tunnel
+  return {
+    ...(command !== undefined ? { command } : {}),
+    environment: [...a.environment, ...b.environment],
+    pty: a.pty && b.pty,
+    agentForwarding: a.agentForwarding && b.agentForwarding,
+    portForwarding: a.portForwarding && b.portForwarding,
+    x11Forwarding: a.x11Forwarding && b.x11Forwarding,
+    userRc: a.userRc && b.userRc,
+    ...(permitOpen !== undefined ? { permitOpen } : {}),
+    ...(permitListen !== undefined ? { permitListen } : {}),
+    ...(tunnel !== undefined ? { tunnel } : {}),
+    noTouchRequired: a.noTouchRequired && b.noTouchRequired,
+    verifyRequired: a.verifyRequired || b.verifyRequired
   }
 }
 
