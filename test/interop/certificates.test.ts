@@ -139,6 +139,8 @@ describeWithPeers(["sshd", "ssh-keygen"], "OpenSSH certificates", () => {
       const error = failureOf(exit)
       expect(error._tag, name).toBe("SshAuthError")
       expect(error.message).toMatch(/publickey \(rejected\)/)
+      // sshd's log line may arrive a moment after its answer to us
+      for (let i = 0; i < 40 && !sshdSays.test(sshd.logs().slice(before)); i++) await new Promise((r) => setTimeout(r, 50))
       expect(sshd.logs().slice(before), name).toMatch(sshdSays)
       // our own check says the same of the certificate itself (revocation is the server's list)
       const verdict = checkCertificate(cert, { certType: "user", now: Date.now(), principal: sshd.user, trustedCAs: [ourCa.publicKey.blob] })
