@@ -25,7 +25,8 @@ export interface DirectionKeys {
 export const DEFAULT_MAX_PACKET_LENGTH = 256 * 1024 + 64
 
 /** Receive buffer capacity kept once drained; larger ones are dropped. */
-const RETAINED_BUFFER = 512 * 1024
+
+const EMPTY_BUFFER = Buffer.alloc(0)
 
 /** A CTR or CBC cipher object whose state runs across packets. */
 interface StreamCipher {
@@ -234,7 +235,9 @@ export class PacketDecoder {
   private bytes = 0
   private packets = 0
   private readonly maxPacketLength: number
-  private buf: Buffer = Buffer.alloc(0)
+  private buf: Buffer = EMPTY_BUFFER
+  /** Whether `buf` is the caller's last chunk rather than our own copy. */
+  private borrowed = false
   private start = 0
   private end = 0
   /** packet_length of the packet being read, once its header has been decoded; -1 before. */
@@ -264,24 +267,46 @@ export class PacketDecoder {
     return this.end - this.start
   }
 
-  /** Buffers received bytes (copied; the chunk may be reused by the caller). */
+  /**
+   * Takes received bytes. When nothing is pending the chunk is borrowed, not copied: packets
+   * are decoded straight from it, and `detach()` copies out whatever is left before the
+   * caller may reuse the chunk. Otherwise the chunk is appended to what is pending.
+   */
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return
     const live = this.end - this.start
-    if (this.end + chunk.length > this.buf.length) {
-      if (live + chunk.length <= this.buf.length) {
+    if (live === 0) {
+      this.buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length)
+      this.borrowed = true
+      this.start = 0
+      this.end = chunk.length
+      return
+    }
+    if (this.borrowed || this.end + chunk.length > this.buf.length) {
+      if (!this.borrowed && live + chunk.length <= this.buf.length) {
         this.buf.copyWithin(0, this.start, this.end)
       } else {
         // Headroom keeps byte-at-a-time feeding from reallocating on every push.
         const grown = Buffer.allocUnsafe(live + chunk.length + 16384)
         this.buf.copy(grown, 0, this.start, this.end)
         this.buf = grown
+        this.borrowed = false
       }
       this.start = 0
       this.end = live
     }
     this.buf.set(chunk, this.end)
     this.end += chunk.length
+  }
+
+  /** Stops borrowing the last pushed chunk: copies out the bytes not decoded yet. */
+  detach(): void {
+    if (!this.borrowed) return
+    this.borrowed = false
+    const live = this.buf.subarray(this.start, this.end)
+    this.buf = live.length === 0 ? EMPTY_BUFFER : Buffer.from(live)
+    this.start = 0
+    this.end = live.length
   }
 
   /**
@@ -354,9 +379,11 @@ export class PacketDecoder {
   }
 
   /** An idle connection should not keep the room a 256 KiB packet once needed. */
+  /** Nothing pending: an idle connection keeps no receive buffer. */
   private releaseBuffer(): void {
     this.start = this.end = 0
-    if (this.buf.length > RETAINED_BUFFER) this.buf = Buffer.alloc(0)
+    this.buf = EMPTY_BUFFER
+    this.borrowed = false
   }
 
   private readLength(p: Protection, available: number): number | undefined {

@@ -182,6 +182,9 @@ export class Transport {
       this.process()
     } catch (e) {
       this.abort(e)
+    } finally {
+      // the caller may reuse `bytes` once we return
+      this.decoder.detach()
     }
   }
 
