@@ -35,7 +35,11 @@ export class Endpoint {
 
   constructor(private readonly config: EndpointConfig) {
     this.transport = new Transport(config)
-    this.connection = new Connection((p) => this.transport.send(p), config.connection)
+    this.connection = new Connection(
+      (p) => this.transport.send(p),
+      config.connection,
+      (head, data) => this.transport.sendGathered(head, data)
+    )
   }
 
   get role(): "client" | "server" {

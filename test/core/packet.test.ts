@@ -186,6 +186,21 @@ describe("round trip", () => {
   })
 })
 
+describe("gathered encoding (header and data given apart)", () => {
+  it.each(COMBOS)("%s with %s decodes to the joined payload", (cipher, mac) => {
+    const keys = keysFor(cipher, mac)
+    const { encoder, decoder } = pair(keys)
+    for (const [i, size] of SIZES.entries()) {
+      const head = payloadOf(9, i)
+      const data = payloadOf(size, i + 100)
+      decoder.push(concat(encoder.encodeGathered(head, data)))
+      expect(hex(decoder.next())).toBe(hex(concat([head, data])))
+    }
+    expect(encoder.sequence).toBe(SIZES.length)
+    expect(decoder.sequence).toBe(SIZES.length)
+  })
+})
+
 describe("key changes and sequence numbers", () => {
   it("switches keys between two buffered packets and keeps counting", () => {
     const encoder = new PacketEncoder()

@@ -6,12 +6,12 @@
  */
 import { ProtocolError, WireError } from "../wire/errors.js"
 import { ChannelOpenFailure, Msg } from "../wire/messages.js"
+import { concatBytes } from "../wire/writer.js"
 import {
   decodeChannelData,
   decodeChannelExtendedData,
   decodeConnectionMessage,
-  encodeChannelData,
-  encodeChannelExtendedData,
+  encodeDataHeader,
   encodeConnectionMessage,
   type ConnectionMessage
 } from "./messages.js"
@@ -199,9 +199,14 @@ export class Connection {
   private readonly sentGlobalRequests: string[] = []
   private globalRepliesOwed = 0
 
+  /**
+   * `sendData` takes a data message as its header and its bytes, so the transport can encrypt
+   * the bytes where they lie; without it the two are joined and go through `send`.
+   */
   constructor(
     private readonly send: (payload: Uint8Array) => void,
-    limits?: Partial<ConnectionLimits>
+    limits?: Partial<ConnectionLimits>,
+    private readonly sendData: (head: Uint8Array, data: Uint8Array) => void = (head, data) => send(concatBytes(head, data))
   ) {
     this.limits = validateLimits({ ...defaultConnectionLimits, ...limits })
   }
@@ -610,11 +615,7 @@ export class Connection {
       if (head.offset === head.data.length) ch.queue.shift()
       ch.remoteWindow -= n
       ch.queued -= n
-      this.send(
-        head.dataType === undefined
-          ? encodeChannelData(ch.remoteId, part)
-          : encodeChannelExtendedData(ch.remoteId, head.dataType, part)
-      )
+      this.sendData(encodeDataHeader(ch.remoteId, n, head.dataType), part)
     }
     if (ch.needDrain && ch.queued < this.limits.writeHighWaterMark) {
       ch.needDrain = false

@@ -6,7 +6,7 @@
 import { WireError } from "../wire/errors.js"
 import { Msg } from "../wire/messages.js"
 import { SshReader } from "../wire/reader.js"
-import { message } from "../wire/writer.js"
+import { concatBytes, message } from "../wire/writer.js"
 
 export type ConnectionMessage =
   | { readonly _tag: "GlobalRequest"; readonly name: string; readonly wantReply: boolean; readonly data: Uint8Array }
@@ -108,25 +108,31 @@ export function decodeChannelExtendedData(payload: Uint8Array): ChannelExtendedD
   }
 }
 
-/** Fast-path encode of CHANNEL_DATA into one buffer sized for the packet. */
-export function encodeChannelData(recipient: number, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(DATA_HEADER + data.length)
-  out[0] = Msg.CHANNEL_DATA
-  writeUint32(out, 1, recipient)
-  writeUint32(out, 5, data.length)
-  out.set(data, DATA_HEADER)
-  return out
-}
-
-/** Fast-path encode of CHANNEL_EXTENDED_DATA into one buffer sized for the packet. */
-export function encodeChannelExtendedData(recipient: number, dataType: number, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(EXTENDED_DATA_HEADER + data.length)
+/** The header of a CHANNEL_DATA (9 bytes) or CHANNEL_EXTENDED_DATA (13 bytes) carrying `length` bytes. */
+export function encodeDataHeader(recipient: number, length: number, dataType?: number): Uint8Array {
+  if (dataType === undefined) {
+    const out = new Uint8Array(DATA_HEADER)
+    out[0] = Msg.CHANNEL_DATA
+    writeUint32(out, 1, recipient)
+    writeUint32(out, 5, length)
+    return out
+  }
+  const out = new Uint8Array(EXTENDED_DATA_HEADER)
   out[0] = Msg.CHANNEL_EXTENDED_DATA
   writeUint32(out, 1, recipient)
   writeUint32(out, 5, dataType)
-  writeUint32(out, 9, data.length)
-  out.set(data, EXTENDED_DATA_HEADER)
+  writeUint32(out, 9, length)
   return out
+}
+
+/** A whole CHANNEL_DATA payload. */
+export function encodeChannelData(recipient: number, data: Uint8Array): Uint8Array {
+  return concatBytes(encodeDataHeader(recipient, data.length), data)
+}
+
+/** A whole CHANNEL_EXTENDED_DATA payload. */
+export function encodeChannelExtendedData(recipient: number, dataType: number, data: Uint8Array): Uint8Array {
+  return concatBytes(encodeDataHeader(recipient, data.length, dataType), data)
 }
 
 /**

@@ -32,6 +32,22 @@ export class AesGcmKeys {
     this.advance()
   }
 
+  /**
+   * Encrypts `pieces` as one message, authenticating `aad`, without joining them first: the
+   * ciphertext comes back piece by piece, then the tag. GCM is a stream mode, so each
+   * piece's ciphertext is exactly as long as the piece.
+   */
+  sealPieces(aad: Uint8Array, pieces: ReadonlyArray<Uint8Array>): Array<Uint8Array> {
+    const cipher = createCipheriv(this.algorithm, this.key, this.nonce, { authTagLength: GCM_TAG_LENGTH })
+    cipher.setAAD(aad)
+    const out: Array<Uint8Array> = []
+    for (const piece of pieces) out.push(cipher.update(piece))
+    cipher.final()
+    out.push(cipher.getAuthTag())
+    this.advance()
+    return out
+  }
+
   /** Decrypts `packet[4..bodyEnd]` and checks the tag after it; undefined when authentication fails. */
   open(packet: Uint8Array, bodyEnd: number): Buffer | undefined {
     const decipher = createDecipheriv(this.algorithm, this.key, this.nonce, { authTagLength: GCM_TAG_LENGTH })

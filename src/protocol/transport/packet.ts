@@ -3,6 +3,7 @@
  * numbers and compression, for one direction each. Encrypt-then-MAC follows OpenSSH PROTOCOL
  * §1.5, AES-GCM RFC 5647 §7, chacha20-poly1305 OpenSSH PROTOCOL.chacha20poly1305.
  */
+import { concatBytes } from "../wire/writer.js"
 import { createCipheriv, createDecipheriv, randomFillSync, timingSafeEqual } from "node:crypto"
 import { AesGcmKeys, GCM_TAG_LENGTH } from "../crypto/aes-gcm.js"
 import { CHACHA_POLY_TAG_LENGTH, ChaChaPolyKeys } from "../crypto/chacha20-poly1305.js"
@@ -204,6 +205,32 @@ export class PacketEncoder {
     this.bytes += out.length
     this.packets++
     return out
+  }
+
+  /**
+   * Encodes the payload `head ‖ data` — a data message's small header and its bytes — as wire
+   * parts for a gathered write. With AES-GCM (the default) and no compression, `data` goes to
+   * the cipher where it lies: no copy of the payload is ever made. Other modes join the two
+   * and take the one-buffer path.
+   */
+  encodeGathered(head: Uint8Array, data: Uint8Array): ReadonlyArray<Uint8Array> {
+    const p = this.protection
+    if (p.kind !== "aes-gcm" || this.compressor !== undefined) return [this.encode(concatBytes(head, data))]
+    const bodyLength = head.length + data.length
+    let padding = p.blockSize - ((1 + bodyLength) % p.blockSize)
+    if (padding < 4) padding += p.blockSize
+    const packetLength = 1 + bodyLength + padding
+    const prefix = Buffer.allocUnsafe(5 + head.length + padding)
+    prefix.writeUInt32BE(packetLength, 0)
+    prefix[4] = padding
+    prefix.set(head, 5)
+    const paddingBytes = prefix.subarray(5 + head.length)
+    this.fillRandom(paddingBytes)
+    const sealed = p.keys.sealPieces(prefix.subarray(0, 4), [prefix.subarray(4, 5 + head.length), data, paddingBytes])
+    this.seq = (this.seq + 1) >>> 0
+    this.bytes += 4 + packetLength + p.tagLength
+    this.packets++
+    return [prefix.subarray(0, 4), ...sealed]
   }
 
   /** Switches to new keys (after sending NEWKEYS); the next packet uses them. */

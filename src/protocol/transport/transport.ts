@@ -239,6 +239,21 @@ export class Transport {
     this.checkRekeyVolume()
   }
 
+  /**
+   * Sends a payload given in two parts (a data message's header and its bytes) with no copy
+   * of the bytes on the default cipher. Held payloads are joined: the caller's buffer may
+   * change once we return.
+   */
+  sendGathered(head: Uint8Array, data: Uint8Array): void {
+    if (this.closed) return
+    if (this.kex.phase !== "idle" && !this.newKeysSentInCurrentKex()) {
+      this.held.push(concatBytes(head, data))
+      return
+    }
+    for (const part of this.encoder.encodeGathered(head, data)) this.queueRaw(part)
+    this.checkRekeyVolume()
+  }
+
   /** Client: the verdict on the host key announced by the `HostKey` event. */
   acceptHostKey(ok: boolean): void {
     const k = this.kex
