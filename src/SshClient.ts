@@ -9,12 +9,12 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import * as Runtime from "effect/Runtime"
-import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { AuthSignal } from "./internal/clientAuth.js"
 import { authenticate } from "./internal/clientAuth.js"
 import { connectTcp, Driver } from "./internal/driver.js"
+import { keepalive } from "./internal/keepalive.js"
 import type { SocketReader } from "./internal/driver.js"
 import { OpenSSHAgentClient } from "./node/OpenSSHAgent.js"
 import { encodeDirectTcpip, encodeEnvRequest, encodeExecRequest, encodePtyRequest, encodeSignalRequest, encodeSubsystemRequest, encodeWindowChange } from "./protocol/connection/requests.js"
@@ -24,7 +24,7 @@ import { fingerprint, parsePublicKeyBlob } from "./protocol/keys/publicKey.js"
 import { resolveAlgorithms } from "./protocol/transport/algorithms.js"
 import type { AlgorithmOptions } from "./protocol/transport/algorithms.js"
 import type { KexSummary } from "./protocol/transport/transport.js"
-import { DisconnectReason, ProtocolError } from "./protocol/wire/errors.js"
+import { DisconnectReason } from "./protocol/wire/errors.js"
 import type { SshAuthMethod } from "./SshAuth.js"
 import { awaitOpen } from "./SshChannel.js"
 import type { ExitInfo, SshChannel } from "./SshChannel.js"
@@ -266,7 +266,8 @@ export const connect = (options: ConnectOptions): Effect.Effect<SshConnection, C
           new SshConnectError({ reason: "timeout", message: `no authenticated connection to ${host}:${port} within ${Duration.format(timeout)}` })
       })
     )
-    yield* startKeepalive(connection.driver, options)
+    const ping = keepalive(connection.driver, options.keepaliveInterval, options.keepaliveCountMax)
+    if (ping) yield* Effect.forkScoped(ping)
     return connection
   })
 
@@ -299,23 +300,6 @@ function dial(host: string, port: number): Effect.Effect<{ socket: net.Socket; r
   )
 }
 
-function startKeepalive(driver: Driver, options: ConnectOptions) {
-  const interval = options.keepaliveInterval === undefined ? 0 : Duration.toMillis(options.keepaliveInterval)
-  if (interval <= 0) return Effect.void
-  const max = options.keepaliveCountMax ?? 3
-  let unanswered = 0
-  const tick = Effect.sync(() => {
-    if (unanswered >= max) {
-      driver.run((e) => e.transport.abort(new ProtocolError("timeout", `no answer to ${max} keepalives`, DisconnectReason.CONNECTION_LOST)))
-      return
-    }
-    unanswered++
-    driver.globalRequest("keepalive@openssh.com", undefined, () => {
-      unanswered = 0
-    })
-  })
-  return Effect.forkScoped(Effect.repeat(tick, { schedule: Schedule.spaced(interval), until: () => driver.closed }))
-}
 
 function makeConnection(driver: Driver, algorithms: KexSummary, hostKey: HostKeyInfo): SshConnection & { readonly driver: Driver } {
   const open = (type: string, data?: Uint8Array) =>

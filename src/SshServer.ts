@@ -11,12 +11,12 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
-import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import type { ChannelState } from "./internal/channelState.js"
 import { Driver } from "./internal/driver.js"
+import { keepalive } from "./internal/keepalive.js"
 import type { Prompt } from "./protocol/auth/client.js"
 import type { AuthRequest, ServerAuthEvent } from "./protocol/auth/server.js"
 import type { ConnectionEvent } from "./protocol/connection/connection.js"
@@ -646,8 +646,8 @@ function serveConnection<R>(
         // hostkeys-00@openssh.com (draft-miller-sshm-hostkey-update): every host key, for UpdateHostKeys
         driver.globalRequest("hostkeys-00@openssh.com", concatBytes(...config.plainSigners.map((s) => message((w) => w.string(s.blob)))))
         run(globalRequestLoop(driver, globalRequests, config, connection, username, restrictions))
-        const keepalive = startKeepalive(driver, options)
-        if (keepalive) run(keepalive)
+        const ping = keepalive(driver, options.keepaliveInterval, options.keepaliveCountMax)
+        if (ping) run(ping)
       })
 
     run(authLoop(driver, authSignals, options, connection, maxAuthTries, onAuthenticated))
@@ -932,23 +932,6 @@ function proveHostKeys(driver: Driver, signers: ReadonlyArray<HostKeySigner>, da
   return concatBytes(...signatures)
 }
 
-function startKeepalive<R>(driver: Driver, options: ServerOptions<R>): Effect.Effect<void> | undefined {
-  const interval = options.keepaliveInterval === undefined ? 0 : Duration.toMillis(options.keepaliveInterval)
-  if (interval <= 0) return undefined
-  const max = options.keepaliveCountMax ?? 3
-  let unanswered = 0
-  const tick = Effect.sync(() => {
-    if (unanswered >= max) {
-      driver.run((e) => e.transport.abort(new ProtocolError("timeout", `no answer to ${max} keepalives`, DisconnectReason.CONNECTION_LOST)))
-      return
-    }
-    unanswered++
-    driver.globalRequest("keepalive@openssh.com", undefined, () => {
-      unanswered = 0
-    })
-  })
-  return Effect.asVoid(Effect.repeat(tick, { schedule: Schedule.spaced(interval), until: () => driver.closed }))
-}
 
 // ---- session channels -------------------------------------------------------------------
 

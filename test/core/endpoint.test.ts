@@ -74,7 +74,6 @@ function shuttle(p: Pair, accept = true, rounds = 50): void {
   }
 }
 
-const tags = (events: EndpointEvent[]) => events.map((e) => e._tag)
 
 function authenticateWithPassword(p: Pair): void {
   shuttle(p)
