@@ -83,7 +83,80 @@ export class SshKeyError extends Schema.TaggedError<SshKeyError>()("SshKeyError"
   cause: Schema.optional(Schema.Unknown)
 }) {}
 
-export type SshError = SshConnectError | SshTransportError | SshAuthError | SshChannelError | SshKeyError
+/**
+ * An SFTP operation failed: the server answered with a status other than OK, the session
+ * ended under it, or (for transfers) the local side of the copy failed.
+ */
+export class SftpError extends Schema.TaggedError<SftpError>()("SftpError", {
+  reason: Schema.Literal(
+    "eof",
+    "no-such-file",
+    "permission-denied",
+    "failure",
+    "bad-message",
+    "no-connection",
+    "connection-lost",
+    "op-unsupported",
+    "local-io"
+  ),
+  /** The SSH_FX status code (for connection-lost and no-connection, the code a client reports locally). */
+  status: Schema.Number,
+  message: Schema.String,
+  /** The remote path involved, when there is one. */
+  path: Schema.optional(Schema.String),
+  /** What was being done: "open", "read", "fastGet", ... */
+  operation: Schema.String,
+  cause: Schema.optional(Schema.Unknown)
+}) {
+  /**
+   * The one mapping from an SSH_FX status code to an SftpError. Codes beyond SFTP v3's
+   * (sent by newer servers) count as "failure" and keep their number in `status`.
+   */
+  static fromStatus(
+    status: number,
+    serverMessage: string,
+    operation: string,
+    path?: string,
+    cause?: unknown
+  ): SftpError {
+    const reason = sftpReasons[status] ?? "failure"
+    const where = path !== undefined ? ` ${path}` : ""
+    const detail = serverMessage !== "" ? serverMessage : sftpStatusText[reason]
+    return new SftpError({
+      reason,
+      status,
+      message: `sftp ${operation}${where}: ${detail}`,
+      operation,
+      ...(path !== undefined ? { path } : {}),
+      ...(cause !== undefined ? { cause } : {})
+    })
+  }
+}
+
+const sftpReasons: Record<number, SftpError["reason"]> = {
+  1: "eof",
+  2: "no-such-file",
+  3: "permission-denied",
+  4: "failure",
+  5: "bad-message",
+  6: "no-connection",
+  7: "connection-lost",
+  8: "op-unsupported"
+}
+
+const sftpStatusText: Record<SftpError["reason"], string> = {
+  eof: "end of file",
+  "no-such-file": "no such file or directory",
+  "permission-denied": "permission denied",
+  failure: "the server reported a failure",
+  "bad-message": "the server could not parse the request (bad message)",
+  "no-connection": "not connected",
+  "connection-lost": "the connection was lost before the server answered",
+  "op-unsupported": "the server does not support this operation",
+  "local-io": "local file error"
+}
+
+export type SshError = SshConnectError | SshTransportError | SshAuthError | SshChannelError | SshKeyError | SftpError
 
 const disconnectNames: Record<number, string> = {
   1: "host not allowed to connect",

@@ -8,9 +8,10 @@ import { fingerprint, fingerprintUsage } from "./fingerprint.js"
 import { keygen, keygenUsage } from "./keygen.js"
 import { UsageError } from "./options.js"
 import { probe, probeUsage } from "./probe.js"
+import { sftp, sftpUsage } from "./sftp.js"
 import { serve, serveUsage } from "./serve.js"
 
-const usage = ["usage:", `  ${execUsage}`, `  ${probeUsage}`, `  ${serveUsage}`, `  ${keygenUsage}`, `  ${fingerprintUsage}`, `  ${certUsage}`].join("\n")
+const usage = ["usage:", `  ${execUsage}`, `  ${probeUsage}`, `  ${serveUsage}`, `  ${keygenUsage}`, `  ${fingerprintUsage}`, `  ${certUsage}`, `  ${sftpUsage}`].join("\n")
 
 const commands: Record<string, (argv: ReadonlyArray<string>) => Effect.Effect<number, unknown>> = {
   exec,
@@ -18,7 +19,8 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Effect.Effect<nu
   serve: (argv) => Effect.promise(() => serve(argv)),
   keygen,
   fingerprint,
-  cert
+  cert,
+  sftp
 }
 
 async function main(argv: ReadonlyArray<string>): Promise<number> {
