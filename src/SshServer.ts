@@ -557,7 +557,21 @@ function serveConnection<R>(
 
     const run = yield* FiberSet.makeRuntime<R>()
     const authSignals = yield* Queue.unbounded<AuthSignal>()
-    const globalRequests = yield* Queue.unbounded<Extract<ConnectionEvent, { _tag: "GlobalRequest" }>>()
+    // answered in order by a fiber that exists only while requests are waiting: an idle
+    // connection holds no fiber for them
+    const globalRequests: Array<Extract<ConnectionEvent, { _tag: "GlobalRequest" }>> = []
+    let answerGlobalRequest: ((request: Extract<ConnectionEvent, { _tag: "GlobalRequest" }>) => Effect.Effect<void, never, R>) | undefined
+    let answering = false
+    const answerGlobalRequests = () => {
+      if (answering || !answerGlobalRequest || globalRequests.length === 0) return
+      answering = true
+      const answer = answerGlobalRequest
+      run(
+        Effect.gen(function* () {
+          for (let next = globalRequests.shift(); next !== undefined; next = globalRequests.shift()) yield* answer(next)
+        }).pipe(Effect.ensuring(Effect.sync(() => (answering = false))))
+      )
+    }
     let summary: KexSummary | undefined
     let noMoreSessions = false
     const maxAuthTries = options.maxAuthTries ?? 6
@@ -598,7 +612,8 @@ function serveConnection<R>(
         onGlobalRequest: (event) => {
           // set at once: a session open may follow in the same read, before the loop below runs
           if (event.name === "no-more-sessions@openssh.com") noMoreSessions = true
-          Queue.unsafeOffer(globalRequests, event)
+          globalRequests.push(event)
+          answerGlobalRequests()
         },
         onChannelOpen: (event, d) => {
           if (event.type !== "session") {
@@ -645,7 +660,8 @@ function serveConnection<R>(
         yield* Fiber.interruptFork(graceTimer)
         // hostkeys-00@openssh.com (draft-miller-sshm-hostkey-update): every host key, for UpdateHostKeys
         driver.globalRequest("hostkeys-00@openssh.com", concatBytes(...config.plainSigners.map((s) => message((w) => w.string(s.blob)))))
-        run(globalRequestLoop(driver, globalRequests, config, connection, username, restrictions))
+        answerGlobalRequest = globalRequestAnswerer(driver, config, connection, username, restrictions)
+        answerGlobalRequests()
         const ping = keepalive(driver, options.keepaliveInterval, options.keepaliveCountMax)
         if (ping) run(ping)
       })
@@ -865,14 +881,13 @@ function toContext(
 }
 
 /** Answers the client's global requests in order: the OpenSSH ones here, the rest by the application. */
-function globalRequestLoop<R>(
+function globalRequestAnswerer<R>(
   driver: Driver,
-  requests: Queue.Queue<Extract<ConnectionEvent, { _tag: "GlobalRequest" }>>,
   config: ConnectionConfig<R>,
   connection: ConnectionInfo,
   username: string,
   restrictions: Restrictions
-): Effect.Effect<never, never, R> {
+): (request: Extract<ConnectionEvent, { _tag: "GlobalRequest" }>) => Effect.Effect<void, never, R> {
   const reply = (wantReply: boolean, result: boolean | Uint8Array) =>
     Effect.sync(() => {
       if (!wantReply) return
@@ -900,7 +915,7 @@ function globalRequestLoop<R>(
       Effect.flatMap((result) => reply(request.wantReply, result))
     )
   }
-  return Effect.forever(Effect.flatMap(Queue.take(requests), handle))
+  return handle
 }
 
 /**

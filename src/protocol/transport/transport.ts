@@ -151,7 +151,7 @@ export class Transport {
   get negotiated(): Negotiated | undefined {
     return this.negotiatedValue
   }
-  /** The peer's last KEXINIT: its algorithm lists. */
+  /** The peer's KEXINIT (its algorithm lists) while a key exchange is running; dropped after it. */
   get peerKexInit(): KexInit | undefined {
     return this.peerKexInitValue
   }
@@ -545,6 +545,7 @@ export class Transport {
     const initial = this.kexCount === 0
     this.kexCount++
     this.lastKexAt = undefined
+    this.peerKexInitValue = undefined
     this.negotiatedValue = k.negotiated
     this.kex = { phase: "idle" }
     this.events.push({ _tag: "KexDone", summary: { ...k.negotiated, initial, strict: this.strict } })
