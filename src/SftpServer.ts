@@ -2,11 +2,13 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { FileSystemHandlerOptions, SftpFileSystem, SftpRequestHandler } from "./protocol/sftp/server.js"
 import { fileSystemHandler, SftpServerSession } from "./protocol/sftp/server.js"
 import { concatBytes } from "./protocol/wire/writer.js"
 import type { SshChannel } from "./SshChannel.js"
+import type { ServerProcess, ServerSession } from "./SshServer.js"
 
 export type { Attributes as SftpAttributes } from "./protocol/sftp/attributes.js"
 export type { Request as SftpRequest, ResponseBody as SftpResponse } from "./protocol/sftp/packets.js"
@@ -95,3 +97,38 @@ export const handleChannel = (
     yield* Fiber.join(writerFiber)
     yield* channel.close
   })
+
+/**
+ * A subsystem handler for `execSession`: serves each accepted "sftp" subsystem from `backend`.
+ *
+ * @example
+ * SshServer.make({ ..., onSession: execSession({ subsystems: { sftp: SftpServer.subsystem(SftpServer.nodeFileSystem("/srv/files")) } }) })
+ */
+export const subsystem =
+  (backend: SftpFileSystem | SftpRequestHandler, options: ServeOptions = {}) =>
+  (proc: ServerProcess): Effect.Effect<void> =>
+    handleChannel(proc.channel, backend, options)
+
+/**
+ * An `onSession` handler for an SFTP-only server: the "sftp" subsystem is served from
+ * `backend`; exec, shell, a second subsystem and everything else are refused (a forced command
+ * arrives as an exec, so a key restricted to one is refused too).
+ *
+ * @example
+ * SshServer.make({ ..., onSession: SftpServer.sessionHandler(SftpServer.nodeFileSystem("/srv/files")) })
+ */
+export const sessionHandler = (backend: SftpFileSystem | SftpRequestHandler, options: ServeOptions = {}) => {
+  const serve = subsystem(backend, options)
+  return (session: ServerSession): Effect.Effect<void, never, Scope.Scope> =>
+    Effect.suspend(() => {
+      let started = false
+      return Stream.runForEach(session.requests, (request) => {
+        if (started || request._tag !== "Subsystem" || request.name !== "sftp") return request.reject
+        started = true
+        return request.accept.pipe(
+          Effect.flatMap((proc) => Effect.forkScoped(serve(proc))),
+          Effect.ignore
+        )
+      })
+    })
+}

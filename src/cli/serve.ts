@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto"
-import { readFileSync } from "node:fs"
+import { readFileSync, statSync } from "node:fs"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { execSession, ptySupported } from "../node/ExecSession.js"
@@ -10,11 +10,13 @@ import type { AuthorizedKeyEntry } from "../protocol/keys/authorizedKeys.js"
 import type { SshCertificate } from "../protocol/keys/certificate.js"
 import { fingerprint, parsePublicKeyLine } from "../protocol/keys/publicKey.js"
 import type { SshPublicKey } from "../protocol/keys/publicKey.js"
+import * as SftpServer from "../SftpServer.js"
+import type { SftpFileSystem } from "../SftpServer.js"
 import * as SshServer from "../SshServer.js"
 import type { AuthContext, AuthDecision } from "../SshServer.js"
 
 export const serveUsage =
-  "effect-ssh serve [--listen 127.0.0.1:2222] [--host-key FILE ...] [--host-certificate FILE ...] [--authorized-keys FILE] [--trusted-user-ca-keys FILE] [--password-env VAR] [--exec]"
+  "effect-ssh serve [--listen 127.0.0.1:2222] [--host-key FILE ...] [--host-certificate FILE ...] [--authorized-keys FILE] [--trusted-user-ca-keys FILE] [--password-env VAR] [--exec] [--root DIR]"
 
 export interface ServeIO {
   readonly out: (line: string) => void
@@ -37,6 +39,8 @@ interface ServeArgs {
   readonly trustedUserCAKeys: string | undefined
   readonly passwordEnv: string | undefined
   readonly exec: boolean
+  /** Served over SFTP (subsystem "sftp") as the client's "/". */
+  readonly root: string | undefined
 }
 
 class ServeError extends Error {
@@ -59,6 +63,7 @@ export async function serve(argv: ReadonlyArray<string>, io: ServeIO = processIO
   let hostCertificates: ReadonlyArray<SshCertificate>
   let authenticate: (ctx: AuthContext) => Effect.Effect<AuthDecision, SshServer.AuthCancelled>
   let methods: string[]
+  let files: SftpFileSystem | undefined
   try {
     args = parseServeArgs(argv)
     if (args.authorizedKeys === undefined && args.trustedUserCAKeys === undefined && args.passwordEnv === undefined) {
@@ -78,6 +83,7 @@ export async function serve(argv: ReadonlyArray<string>, io: ServeIO = processIO
           })
     const password = args.passwordEnv === undefined ? undefined : readPassword(args.passwordEnv)
     authenticate = authenticator(publicKey, password)
+    files = args.root === undefined ? undefined : serveRoot(args.root)
     methods = [...(publicKey ? ["publickey"] : []), ...(password ? ["password", "keyboard-interactive"] : [])]
   } catch (e) {
     const status = e instanceof ServeError ? e.status : 1
@@ -94,7 +100,7 @@ export async function serve(argv: ReadonlyArray<string>, io: ServeIO = processIO
       hostCertificates,
       authMethods: methods,
       authenticate,
-      ...(args.exec ? { onSession: execSession() } : {})
+      ...onSession(args.exec, files)
     })
     const { host, port } = server.address!
     io.out(`listening on ${host.includes(":") ? `[${host}]` : host}:${port}`)
@@ -103,7 +109,14 @@ export async function serve(argv: ReadonlyArray<string>, io: ServeIO = processIO
       if (k.certificate) io.out(`host certificate ${k.certificate.type} ${JSON.stringify(k.certificate.keyId)} for ${k.fingerprint}, CA ${fingerprint(k.certificate.signatureKey)}`)
     }
     io.out(`auth: ${methods.join(", ")}`)
-    io.out(args.exec ? `exec: commands and shells run as ${process.env.USER ?? "this user"}${ptySupported() ? "" : " (no pty: util-linux script not found)"}` : "exec: disabled (sessions are refused; use --exec)")
+    io.out(
+      args.exec
+        ? `exec: commands and shells run as ${process.env.USER ?? "this user"}${ptySupported() ? "" : " (no pty: util-linux script not found)"}`
+        : files
+          ? "exec: disabled (sessions serve sftp only; use --exec)"
+          : "exec: disabled (sessions are refused; use --exec)"
+    )
+    if (files) io.out(`sftp: serving ${args.root} as /`)
     yield* Effect.promise(() => until)
   })
   return Effect.runPromise(
@@ -127,6 +140,7 @@ function parseServeArgs(argv: ReadonlyArray<string>): ServeArgs {
   let trustedUserCAKeys: string | undefined
   let passwordEnv: string | undefined
   let exec = false
+  let root: string | undefined
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!
     const value = () => {
@@ -141,12 +155,30 @@ function parseServeArgs(argv: ReadonlyArray<string>): ServeArgs {
     else if (a === "--trusted-user-ca-keys") trustedUserCAKeys = value()
     else if (a === "--password-env") passwordEnv = value()
     else if (a === "--exec") exec = true
+    else if (a === "--root") root = value()
     else throw new ServeError(`unknown argument ${a}`, 2)
   }
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(listen) ?? /^()()(\d+)$/.exec(listen)
   const port = match ? Number(match[3]) : NaN
   if (!match || !Number.isInteger(port) || port > 65535) throw new ServeError(`--listen ${listen}: expected HOST:PORT`, 2)
-  return { host: match[1] || match[2] || "127.0.0.1", port, hostKeyFiles, hostCertificateFiles, authorizedKeys, trustedUserCAKeys, passwordEnv, exec }
+  return { host: match[1] || match[2] || "127.0.0.1", port, hostKeyFiles, hostCertificateFiles, authorizedKeys, trustedUserCAKeys, passwordEnv, exec, root }
+}
+
+/** The session handler: commands (with sftp as a subsystem when a root is served), sftp only, or none. */
+function onSession(exec: boolean, files: SftpFileSystem | undefined): Pick<SshServer.ServerOptions, "onSession"> {
+  if (exec) return { onSession: execSession(files ? { subsystems: { sftp: SftpServer.subsystem(files) } } : {}) }
+  return files ? { onSession: SftpServer.sessionHandler(files) } : {}
+}
+
+function serveRoot(dir: string): SftpFileSystem {
+  let isDirectory: boolean
+  try {
+    isDirectory = statSync(dir).isDirectory()
+  } catch (e) {
+    throw new ServeError(`--root ${dir}: ${e instanceof Error ? e.message : String(e)}`, 1)
+  }
+  if (!isDirectory) throw new ServeError(`--root ${dir}: not a directory`, 1)
+  return SftpServer.nodeFileSystem(dir)
 }
 
 function readHostKey(file: string): SshPrivateKey {

@@ -18,9 +18,15 @@ export interface ExecSessionOptions {
   readonly cwd?: string
   /** Variables added to the minimal login environment (PATH, HOME, USER, LOGNAME, SHELL). */
   readonly env?: Readonly<Record<string, string>>
-  /** Subsystems by name, each a command line run with /bin/sh -c (e.g. `{ sftp: "/usr/lib/openssh/sftp-server" }`). */
-  readonly subsystems?: Readonly<Record<string, string>>
+  /**
+   * Subsystems by name: a command line run with /bin/sh -c (e.g. `{ sftp: "/usr/lib/openssh/sftp-server" }`),
+   * or a handler served in-process (e.g. `{ sftp: SftpServer.subsystem(SftpServer.nodeFileSystem(dir)) }`).
+   */
+  readonly subsystems?: Readonly<Record<string, string | SubsystemHandler>>
 }
+
+/** Serves an accepted subsystem in-process; the channel is the handler's until it returns. */
+export type SubsystemHandler = (process: ServerProcess) => Effect.Effect<void>
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 
@@ -41,7 +47,8 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
  * The handler: give it to `SshServer.make({ onSession: execSession() })`.
  *
  * Supported: pty-req (through `script`; the size is applied, window-change too; terminal modes
- * other than the size are not), env, exec, shell, subsystem (from `subsystems`), signal.
+ * other than the size are not), env, exec, shell, subsystem (from `subsystems`: a command or an
+ * in-process handler), signal.
  * Refused: x11-req, auth-agent-req@openssh.com and anything else.
  * The session's restrictions apply: their `environment` (authorized_keys `environment=`, set
  * after the client's env requests, as sshd with PermitUserEnvironment) and, for a forced
@@ -118,13 +125,15 @@ export const execSession =
           case "Shell":
           case "Subsystem": {
             if (started) return request.reject
-            const command =
+            const target =
               request._tag === "Exec" ? request.command : request._tag === "Subsystem" ? options.subsystems?.[request.name] : undefined
-            if (request._tag === "Subsystem" && command === undefined) return request.reject
+            if (request._tag === "Subsystem" && target === undefined) return request.reject
             started = true
             const originalCommand = request._tag === "Exec" ? request.originalCommand : undefined
             return request.accept.pipe(
-              Effect.flatMap((proc) => Effect.forkScoped(start(proc, command, originalCommand))),
+              Effect.flatMap((proc) =>
+                Effect.forkScoped(typeof target === "function" ? target(proc) : start(proc, target, originalCommand))
+              ),
               Effect.ignore
             )
           }
