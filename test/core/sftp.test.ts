@@ -851,3 +851,54 @@ describe("rooted node filesystem", () => {
     expect(r.escape).toMatchObject({ reason: "permission-denied", path: "/secret-link" })
   })
 })
+
+describe("server dispatcher: order of operations on one handle", () => {
+  /** A file whose reads and writes take `delay` ms, logging when each starts and ends. */
+  function slowFs(delay: number) {
+    const log: string[] = []
+    let content = new Uint8Array(1024)
+    const fs = memoryFileSystem()
+    const sleep = () => new Promise((r) => setTimeout(r, delay))
+    const file = {
+      read: async (offset: number, length: number) => {
+        log.push(`read ${offset} start`)
+        await sleep()
+        log.push(`read ${offset} end`)
+        return content.slice(offset, offset + length)
+      },
+      write: async (offset: number, data: Uint8Array) => {
+        log.push(`write ${offset} start`)
+        await sleep()
+        const next = new Uint8Array(Math.max(content.length, offset + data.length))
+        next.set(content)
+        next.set(data, offset)
+        content = next
+        log.push(`write ${offset} end`)
+      },
+      stat: async () => ({ size: content.length }),
+      setstat: async () => {},
+      close: async () => {}
+    }
+    return { log, fs: { ...fs, open: async () => file } as SftpFileSystem }
+  }
+
+  it("runs non-overlapping reads and writes together, but a read after an overlapping write sees it", async () => {
+    const { log, fs } = slowFs(20)
+    const handler = fileSystemHandler(fs)
+    const opened = await handler.handle({ type: "open", id: 1, path: "/f", flags: OpenFlags.READ | OpenFlags.WRITE, attrs: {} })
+    if (opened.type !== "handle") throw new Error("no handle")
+    const h = opened.handle
+    const results = await Promise.all([
+      handler.handle({ type: "read", id: 2, handle: h, offset: 0, length: 100 }),
+      handler.handle({ type: "read", id: 3, handle: h, offset: 100, length: 100 }),
+      handler.handle({ type: "write", id: 4, handle: h, offset: 500, data: new Uint8Array(10).fill(7) }),
+      handler.handle({ type: "read", id: 5, handle: h, offset: 505, length: 2 })
+    ])
+    // the two reads and the write overlap in time: all three started before any ended
+    expect(log.slice(0, 3).every((e) => e.endsWith("start"))).toBe(true)
+    // the read of the written range waited for the write and sees its bytes
+    expect(log.indexOf("read 505 start")).toBeGreaterThan(log.indexOf("write 500 end"))
+    const last = results[3]
+    expect(last.type === "data" && [...last.data]).toEqual([7, 7])
+  })
+})

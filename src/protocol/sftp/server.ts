@@ -220,8 +220,21 @@ interface OpenHandle {
   readonly path: string
   readonly file?: SftpFile
   readonly dir?: SftpDirectory
-  /** Operations on one handle run in arrival order (appends and overlapping writes depend on it). */
-  queue: Promise<unknown>
+  /**
+   * Operations on one handle take effect in arrival order, as the protocol requires; reads and
+   * writes that cannot observe each other (no overlap, or both reads) run at the same time,
+   * so a client's pipelined requests reach the disk together.
+   */
+  barrier: Promise<unknown>
+  readonly inflight: Set<PositionalOp>
+}
+
+/** A read or write in progress on a handle: its byte range and whether it writes. */
+interface PositionalOp {
+  readonly start: number
+  readonly end: number
+  readonly write: boolean
+  readonly done: Promise<unknown>
 }
 
 export interface FileSystemHandlerOptions {
@@ -259,13 +272,13 @@ export function fileSystemHandler(fs: SftpFileSystem, options: FileSystemHandler
   advertise(Extension.USERS_GROUPS_BY_ID, fs.usersGroups)
   const advertised = new Set(supported.map(([name]) => name))
 
-  const addHandle = (h: Omit<OpenHandle, "queue">): ResponseBody => {
+  const addHandle = (h: Omit<OpenHandle, "barrier" | "inflight">): ResponseBody => {
     if (limits.maxOpenHandles > 0 && handles.size >= limits.maxOpenHandles) {
       void (h.file ?? h.dir)!.close().catch(() => undefined)
       throw new SftpStatusError(Status.FAILURE, `too many open handles (${limits.maxOpenHandles})`)
     }
     const n = nextHandle++
-    handles.set(n, { ...h, queue: Promise.resolve() })
+    handles.set(n, { ...h, barrier: Promise.resolve(), inflight: new Set() })
     const bytes = new Uint8Array(4)
     new DataView(bytes.buffer).setUint32(0, n)
     return { type: "handle", handle: bytes }
@@ -282,11 +295,22 @@ export function fileSystemHandler(fs: SftpFileSystem, options: FileSystemHandler
     if (!f) throw new SftpStatusError(Status.FAILURE, "not a file handle")
     return f
   }
-  /** Runs `op` after the operations queued before it on the same handle. */
+  /** Runs `op` after every earlier operation on the handle (stat, setstat, sync, readdir, ...). */
   const onHandle = <A>(handle: Uint8Array, op: (h: OpenHandle) => Promise<A>): Promise<A> => {
     const [, h] = lookup(handle)
-    const run = h.queue.then(() => op(h))
-    h.queue = run.catch(() => undefined)
+    const earlier = [h.barrier, ...[...h.inflight].map((o) => o.done)]
+    const run = Promise.all(earlier).then(() => op(h))
+    h.barrier = run.catch(() => undefined)
+    return run
+  }
+  /** Runs a read or write of [start, end) after the earlier operations it could observe. */
+  const onRange = <A>(handle: Uint8Array, start: number, end: number, write: boolean, op: (h: OpenHandle) => Promise<A>): Promise<A> => {
+    const [, h] = lookup(handle)
+    const conflicts = [...h.inflight].filter((o) => (write || o.write) && o.start < end && start < o.end).map((o) => o.done)
+    const run = Promise.all([h.barrier, ...conflicts]).then(() => op(h))
+    const entry: PositionalOp = { start, end, write, done: run.catch(() => undefined) }
+    h.inflight.add(entry)
+    void entry.done.then(() => h.inflight.delete(entry))
     return run
   }
 
@@ -362,13 +386,13 @@ export function fileSystemHandler(fs: SftpFileSystem, options: FileSystemHandler
       case "close": {
         const [n, h] = lookup(req.handle)
         handles.delete(n)
-        await h.queue
+        await Promise.all([h.barrier, ...[...h.inflight].map((o) => o.done)])
         await (h.file ?? h.dir)!.close()
         return ok()
       }
       case "read": {
         const length = Math.min(req.length, readCap)
-        const data = await onHandle(req.handle, (h) => {
+        const data = await onRange(req.handle, req.offset, req.offset + length, false, (h) => {
           if (!h.file) throw new SftpStatusError(Status.FAILURE, "not a file handle")
           return h.file.read(req.offset, length)
         })
@@ -378,7 +402,7 @@ export function fileSystemHandler(fs: SftpFileSystem, options: FileSystemHandler
         if (limits.maxWriteLength > 0 && req.data.length > limits.maxWriteLength) {
           throw new SftpStatusError(Status.FAILURE, `write of ${req.data.length} bytes exceeds the limit of ${limits.maxWriteLength}`)
         }
-        await onHandle(req.handle, (h) => {
+        await onRange(req.handle, req.offset, req.offset + req.data.length, true, (h) => {
           if (!h.file) throw new SftpStatusError(Status.FAILURE, "not a file handle")
           return h.file.write(req.offset, req.data)
         })
