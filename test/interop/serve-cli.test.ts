@@ -6,51 +6,17 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir, userInfo } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, expect, it } from "vitest"
-import { serve } from "../../src/cli/serve.js"
+import { serveRefusal, startServe } from "../support/serve.js"
+import type { Serving } from "../support/serve.js"
 import { generateKey, runSsh } from "../support/openssh.js"
 import type { GeneratedKey, SshOptions } from "../support/openssh.js"
 import { describeWithPeers } from "../support/peers.js"
-
-interface Running {
-  readonly lines: string[]
-  readonly errors: string[]
-  readonly port: number
-  readonly stop: () => Promise<number>
-}
-
-async function start(argv: ReadonlyArray<string>): Promise<Running> {
-  const lines: string[] = []
-  const errors: string[] = []
-  let stop!: () => void
-  const until = new Promise<void>((resolve) => (stop = resolve))
-  let listening!: (port: number) => void
-  const ready = new Promise<number>((resolve) => (listening = resolve))
-  const status = serve(argv, {
-    out: (line) => {
-      lines.push(line)
-      const m = /^listening on .*:(\d+)$/.exec(line)
-      if (m) listening(Number(m[1]))
-    },
-    err: (line) => errors.push(line),
-    until
-  })
-  const port = await Promise.race([ready, status.then((code) => Promise.reject(new Error(`serve exited ${code}: ${errors.join("\n")}`)))])
-  return {
-    lines,
-    errors,
-    port,
-    stop: () => {
-      stop()
-      return status
-    }
-  }
-}
 
 describeWithPeers(["ssh", "ssh-keygen", "sshpass"], "effect-ssh serve", () => {
   let dir: string
   let key: GeneratedKey
   let other: GeneratedKey
-  let server: Running
+  let server: Serving
   const PASSWORD_VAR = "EFFECT_SSH_SERVE_TEST_PW"
 
   beforeAll(async () => {
@@ -59,7 +25,7 @@ describeWithPeers(["ssh", "ssh-keygen", "sshpass"], "effect-ssh serve", () => {
     other = await generateKey(join(dir, "id_other"), "ecdsa")
     await writeFile(join(dir, "authorized_keys"), `# a comment\n\n${key.publicLine}\n`)
     process.env[PASSWORD_VAR] = "serve-pw"
-    server = await start(["--listen", "127.0.0.1:0", "--authorized-keys", join(dir, "authorized_keys"), "--password-env", PASSWORD_VAR, "--exec"])
+    server = await startServe(["--listen", "127.0.0.1:0", "--authorized-keys", join(dir, "authorized_keys"), "--password-env", PASSWORD_VAR, "--exec"])
   })
   afterAll(async () => {
     await server?.stop()
@@ -100,7 +66,7 @@ describeWithPeers(["ssh", "ssh-keygen", "sshpass"], "effect-ssh serve", () => {
   })
 
   it("without --exec sessions are refused", async () => {
-    const noExec = await start(["--listen", "127.0.0.1:0", "--authorized-keys", join(dir, "authorized_keys")])
+    const noExec = await startServe(["--listen", "127.0.0.1:0", "--authorized-keys", join(dir, "authorized_keys")])
     try {
       const r = await runSsh({ port: noExec.port, user: "u", identityFile: key.privatePath, command: "true", options: { LogLevel: "INFO" } })
       expect(r.exitCode).toBe(255)
@@ -112,11 +78,7 @@ describeWithPeers(["ssh", "ssh-keygen", "sshpass"], "effect-ssh serve", () => {
   })
 
   it("refuses to start without authentication, on options lines, and on bad arguments", async () => {
-    const run = async (argv: string[]) => {
-      const errors: string[] = []
-      const code = await serve(argv, { out: () => {}, err: (l) => errors.push(l), until: Promise.resolve() })
-      return { code, errors: errors.join("\n") }
-    }
+    const run = serveRefusal
     expect(await run(["--listen", "127.0.0.1:0"])).toMatchObject({ code: 2, errors: expect.stringMatching(/no authentication configured/) })
     expect(await run(["--bogus"])).toMatchObject({ code: 2, errors: expect.stringMatching(/unknown argument --bogus/) })
     expect(await run(["--listen", "nowhere", "--password-env", PASSWORD_VAR])).toMatchObject({ code: 2 })

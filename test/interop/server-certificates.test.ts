@@ -12,7 +12,8 @@ import { join } from "node:path"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { afterAll, beforeAll, expect, it } from "vitest"
-import { serve } from "../../src/cli/serve.js"
+import { startServe } from "../support/serve.js"
+import type { Serving } from "../support/serve.js"
 import * as KnownHosts from "../../src/KnownHosts.js"
 import { execSession, ptySupported } from "../../src/node/ExecSession.js"
 import { parseAuthorizedKeys } from "../../src/protocol/keys/authorizedKeys.js"
@@ -268,7 +269,7 @@ describeWithPeers(["ssh", "ssh-keygen"], "effect-ssh serve with authorized_keys 
   const keys: Record<string, GeneratedKey> = {}
   let userCa: string
   let hostCa: string
-  let serving: { port: number; lines: string[]; stop: () => Promise<number> }
+  let serving: Serving
 
   const ssh = (key: string, o: Partial<SshOptions> = {}) =>
     runSsh({ port: serving.port, user: "carol", identityFile: keys[key]!.privatePath, command: "echo logged-in", ...o, options: { PreferredAuthentications: "publickey", ...o.options } })
@@ -299,13 +300,7 @@ describeWithPeers(["ssh", "ssh-keygen"], "effect-ssh serve with authorized_keys 
     await copyFile(keys.certified!.publicPath, join(dir, "carol.pub"))
     await sshKeygen(["-q", "-s", userCa, "-I", "carol", "-n", "carol", "-V", "-5m:+1h", join(dir, "carol.pub")])
 
-    const lines: string[] = []
-    const errors: string[] = []
-    let stop!: () => void
-    const until = new Promise<void>((resolve) => (stop = resolve))
-    let listening!: (port: number) => void
-    const ready = new Promise<number>((resolve) => (listening = resolve))
-    const status = serve(
+    serving = await startServe(
       [
         "--listen", "127.0.0.1:0",
         "--host-key", hostKey,
@@ -313,19 +308,8 @@ describeWithPeers(["ssh", "ssh-keygen"], "effect-ssh serve with authorized_keys 
         "--authorized-keys", join(dir, "authorized_keys"),
         "--trusted-user-ca-keys", join(dir, "trusted_user_ca_keys"),
         "--exec"
-      ],
-      {
-        out: (line) => {
-          lines.push(line)
-          const m = /^listening on .*:(\d+)$/.exec(line)
-          if (m) listening(Number(m[1]))
-        },
-        err: (line) => errors.push(line),
-        until
-      }
+      ]
     )
-    const port = await Promise.race([ready, status.then((code) => Promise.reject(new Error(`serve exited ${code}: ${errors.join("\n")}`)))])
-    serving = { port, lines, stop: () => (stop(), status) }
   }, 120_000)
 
   afterAll(async () => {

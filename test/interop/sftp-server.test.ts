@@ -18,7 +18,8 @@ import * as Stream from "effect/Stream"
 import ssh2 from "ssh2"
 import type { SFTPWrapper } from "ssh2"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { serve } from "../../src/cli/serve.js"
+import { serveRefusal, startServe } from "../support/serve.js"
+import type { Serving } from "../support/serve.js"
 import { generatePrivateKey } from "../../src/protocol/keys/privateKey.js"
 import * as Sftp from "../../src/Sftp.js"
 import * as SftpServer from "../../src/SftpServer.js"
@@ -62,39 +63,6 @@ afterAll(async () => {
 })
 
 // ---- OpenSSH sftp -b against `effect-ssh serve --root` -----------------------------------
-
-interface Serving {
-  readonly lines: ReadonlyArray<string>
-  readonly port: number
-  readonly stop: () => Promise<number>
-}
-
-async function startServe(argv: ReadonlyArray<string>): Promise<Serving> {
-  const lines: string[] = []
-  const errors: string[] = []
-  let stop!: () => void
-  const until = new Promise<void>((resolve) => (stop = resolve))
-  let listening!: (port: number) => void
-  const ready = new Promise<number>((resolve) => (listening = resolve))
-  const status = serve(argv, {
-    out: (line) => {
-      lines.push(line)
-      const m = /^listening on .*:(\d+)$/.exec(line)
-      if (m) listening(Number(m[1]))
-    },
-    err: (line) => errors.push(line),
-    until
-  })
-  const port = await Promise.race([ready, status.then((code) => Promise.reject(new Error(`serve exited ${code}: ${errors.join("\n")}`)))])
-  return {
-    lines,
-    port,
-    stop: () => {
-      stop()
-      return status
-    }
-  }
-}
 
 describeWithPeers(["sftp", "ssh", "ssh-keygen"], "OpenSSH sftp -b → effect-ssh serve --root", () => {
   let files: string
@@ -280,14 +248,9 @@ describeWithPeers(["sftp", "ssh", "ssh-keygen"], "OpenSSH sftp -b → effect-ssh
   })
 
   it("refuses a --root that is not a directory", async () => {
-    const errors: string[] = []
-    const code = await serve(["--listen", "127.0.0.1:0", "--authorized-keys", join(dir, "authorized_keys"), "--root", join(dir, "no-such-dir")], {
-      out: () => {},
-      err: (l) => errors.push(l),
-      until: Promise.resolve()
-    })
+    const { code, errors } = await serveRefusal(["--listen", "127.0.0.1:0", "--authorized-keys", join(dir, "authorized_keys"), "--root", join(dir, "no-such-dir")])
     expect(code).toBe(1)
-    expect(errors.join("\n")).toMatch(/--root .*no-such-dir/)
+    expect(errors).toMatch(/--root .*no-such-dir/)
   })
 })
 

@@ -220,6 +220,8 @@ interface OpenHandle {
   readonly path: string
   readonly file?: SftpFile
   readonly dir?: SftpDirectory
+  /** Opened with APPEND: writes land at the end whatever their offset, so they stay in order. */
+  readonly append?: boolean
   /**
    * Operations on one handle take effect in arrival order, as the protocol requires; reads and
    * writes that cannot observe each other (no overlap, or both reads) run at the same time,
@@ -306,6 +308,7 @@ export function fileSystemHandler(fs: SftpFileSystem, options: FileSystemHandler
   /** Runs a read or write of [start, end) after the earlier operations it could observe. */
   const onRange = <A>(handle: Uint8Array, start: number, end: number, write: boolean, op: (h: OpenHandle) => Promise<A>): Promise<A> => {
     const [, h] = lookup(handle)
+    if (write && h.append) return onHandle(handle, op)
     const conflicts = [...h.inflight].filter((o) => (write || o.write) && o.start < end && start < o.end).map((o) => o.done)
     const run = Promise.all([h.barrier, ...conflicts]).then(() => op(h))
     const entry: PositionalOp = { start, end, write, done: run.catch(() => undefined) }
@@ -379,7 +382,7 @@ export function fileSystemHandler(fs: SftpFileSystem, options: FileSystemHandler
     switch (req.type) {
       case "open": {
         if (!(req.flags & (OpenFlags.READ | OpenFlags.WRITE))) throw new SftpStatusError(Status.FAILURE, "open: neither read nor write requested")
-        return addHandle({ path: req.path, file: await fs.open(req.path, req.flags, req.attrs) })
+        return addHandle({ path: req.path, file: await fs.open(req.path, req.flags, req.attrs), append: (req.flags & OpenFlags.APPEND) !== 0 })
       }
       case "opendir":
         return addHandle({ path: req.path, dir: await fs.opendir(req.path) })
