@@ -27,7 +27,7 @@ import { parsePrivateKey } from "../src/protocol/keys/privateKey.js"
 import { fingerprint } from "../src/protocol/keys/publicKey.js"
 import * as SshAuth from "../src/SshAuth.js"
 import * as SshClient from "../src/SshClient.js"
-import { generateKey, requirePeer, startSshd } from "./harness.js"
+import { generateKey, opensshArgs, requirePeer, startSshd } from "./harness.js"
 
 const LATENCY_RUNS = Number(process.env.BENCH_RUNS ?? 30)
 const DOWNLOAD_MIB = Number(process.env.BENCH_MIB ?? 256)
@@ -141,31 +141,11 @@ const ssh2OneShot =
       sock.once("connect", () => start(sock))
     })
 
-function opensshArgs(target: Target, command: string, cipher: string | undefined, defaultKex = false): Array<string> {
-  const options: Record<string, string> = {
+function sshArgs(target: Target, command: string, cipher: string | undefined, defaultKex = false): Array<string> {
+  return opensshArgs(target, command, {
     ...(defaultKex ? {} : { KexAlgorithms: "curve25519-sha256" }),
-    BatchMode: "yes",
-    StrictHostKeyChecking: "no",
-    UserKnownHostsFile: "/dev/null",
-    GlobalKnownHostsFile: "/dev/null",
-    LogLevel: "ERROR",
-    IdentitiesOnly: "yes",
-    IdentityAgent: "none",
     ...(cipher !== undefined ? { Ciphers: cipher } : {})
-  }
-  return [
-    "-F",
-    "/dev/null",
-    "-p",
-    String(target.port),
-    "-l",
-    target.user,
-    "-i",
-    target.keyPath,
-    ...Object.entries(options).flatMap(([k, v]) => ["-o", `${k}=${v}`]),
-    "127.0.0.1",
-    command
-  ]
+  })
 }
 
 const GNU_TIME = "/usr/bin/time"
@@ -239,7 +219,7 @@ async function runWorker(job: Job): Promise<LatencyResult | DownloadResult> {
 async function runOpenssh(job: Job): Promise<LatencyResult | DownloadResult> {
   const ssh = requirePeer("ssh")
   if (job.kind === "latency") {
-    const args = opensshArgs(job.target, "true", undefined, job.client === "openssh-sntrup")
+    const args = sshArgs(job.target, "true", undefined, job.client === "openssh-sntrup")
     await timeProcess(ssh, args)
     const samplesMs: Array<number> = []
     for (let i = 0; i < LATENCY_RUNS; i++) samplesMs.push((await timeProcess(ssh, args)).ms)
@@ -247,9 +227,9 @@ async function runOpenssh(job: Job): Promise<LatencyResult | DownloadResult> {
     for (let i = 0; i < LATENCY_RUNS; i++) startup.push((await timeProcess(ssh, ["-V"])).ms)
     return { samplesMs, note: `ssh process start alone (ssh -V): median ${median(startup).toFixed(1)} ms, included above` }
   }
-  await timeProcess(ssh, opensshArgs(job.target, "head -c 1048576 /dev/zero", job.cipher))
+  await timeProcess(ssh, sshArgs(job.target, "head -c 1048576 /dev/zero", job.cipher))
   const rounds: Array<ProcessCost> = []
-  for (let i = 0; i < DOWNLOAD_ROUNDS; i++) rounds.push(await timeProcess(ssh, opensshArgs(job.target, DOWNLOAD_COMMAND, job.cipher)))
+  for (let i = 0; i < DOWNLOAD_ROUNDS; i++) rounds.push(await timeProcess(ssh, sshArgs(job.target, DOWNLOAD_COMMAND, job.cipher)))
   return {
     secondsPerRound: rounds.map((r) => r.ms / 1000),
     rssBeforeMiB: 0,

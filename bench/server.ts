@@ -44,7 +44,7 @@ import * as SshAuth from "../src/SshAuth.js"
 import * as SshClient from "../src/SshClient.js"
 import * as SshServer from "../src/SshServer.js"
 import type { ServerProcess } from "../src/SshServer.js"
-import { generateKey, requirePeer } from "./harness.js"
+import { generateKey, opensshArgs, requirePeer } from "./harness.js"
 
 // ssh2 is CommonJS: its named exports are not visible to ESM
 const { Client, Server: Ssh2Server, utils: ssh2Utils } = ssh2
@@ -276,37 +276,13 @@ interface Target {
   readonly user: string
 }
 
-function opensshArgs(target: Target, command: string): Array<string> {
-  const options: Record<string, string> = {
-    KexAlgorithms: KEX,
-    HostKeyAlgorithms: "ssh-ed25519",
-    Ciphers: CIPHER,
-    BatchMode: "yes",
-    StrictHostKeyChecking: "no",
-    UserKnownHostsFile: "/dev/null",
-    GlobalKnownHostsFile: "/dev/null",
-    LogLevel: "ERROR",
-    IdentitiesOnly: "yes",
-    IdentityAgent: "none"
-  }
-  return [
-    "-F",
-    "/dev/null",
-    "-p",
-    String(target.port),
-    "-l",
-    target.user,
-    "-i",
-    target.keyPath,
-    ...Object.entries(options).flatMap(([k, v]) => ["-o", `${k}=${v}`]),
-    "127.0.0.1",
-    command
-  ]
+function sshArgs(target: Target, command: string): Array<string> {
+  return opensshArgs(target, command, { KexAlgorithms: KEX, HostKeyAlgorithms: "ssh-ed25519", Ciphers: CIPHER })
 }
 
 function opensshOnce(target: Target): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(requirePeer("ssh"), opensshArgs(target, "true"), { stdio: ["ignore", "ignore", "pipe"] })
+    const child = spawn(requirePeer("ssh"), sshArgs(target, "true"), { stdio: ["ignore", "ignore", "pipe"] })
     let stderr = ""
     child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
     child.on("error", reject)

@@ -2,32 +2,17 @@
  * The `effect-ssh` command line against a private sshd: exec with OpenSSH-style options,
  * known_hosts policies, and probe.
  */
-import { execFile } from "node:child_process"
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, expect, it } from "vitest"
+import { runCli } from "../support/cli.js"
 import { generateKey, sshKeygen } from "../support/openssh.js"
 import { describeWithPeers, testUser, testUserRequirement } from "../support/peers.js"
 import { startSshd } from "../support/sshd.js"
 import type { Sshd } from "../support/sshd.js"
 
-interface CliResult {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-}
-
-function cli(args: ReadonlyArray<string>, env: Record<string, string> = {}): Promise<CliResult> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ["--import", "tsx", "src/cli/main.ts", ...args],
-      { env: { ...process.env, SSH_AUTH_SOCK: "", HOME: home, ...env }, timeout: 30_000 },
-      (error, stdout, stderr) => resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr })
-    )
-  })
-}
+const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) => runCli(args, { SSH_AUTH_SOCK: "", HOME: home, ...env })
 
 let home = ""
 
@@ -59,15 +44,7 @@ describeWithPeers(["sshd", "ssh-keygen", testUserRequirement], "effect-ssh comma
   })
 
   it("exec forwards stdin", async () => {
-    const r = await new Promise<CliResult>((resolve) => {
-      const child = execFile(
-        process.execPath,
-        ["--import", "tsx", "src/cli/main.ts", "exec", ...base(), "-o", "StrictHostKeyChecking=no", "-l", sshd.user, "127.0.0.1", "tr", "a-z", "A-Z"],
-        { env: { ...process.env, SSH_AUTH_SOCK: "", HOME: home }, timeout: 30_000 },
-        (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr })
-      )
-      child.stdin!.end("hello\n")
-    })
+    const r = await runCli(["exec", ...base(), "-o", "StrictHostKeyChecking=no", "-l", sshd.user, "127.0.0.1", "tr", "a-z", "A-Z"], { SSH_AUTH_SOCK: "", HOME: home }, "hello\n")
     expect(r.stdout).toBe("HELLO\n")
   })
 

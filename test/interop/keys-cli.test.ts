@@ -3,7 +3,6 @@
  * fingerprints print byte for byte as `ssh-keygen -l`, sshd accepts our keys and certificates),
  * and known_hosts files crossing between `ssh` (HashKnownHosts) and our verifier.
  */
-import { execFile } from "node:child_process"
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -17,26 +16,13 @@ import * as KnownHosts from "../../src/KnownHosts.js"
 import { parsePrivateKey } from "../../src/protocol/keys/privateKey.js"
 import * as SshAuth from "../../src/SshAuth.js"
 import * as SshClient from "../../src/SshClient.js"
+import { runCli } from "../support/cli.js"
+import type { CliResult } from "../support/cli.js"
 import { runSsh, sshKeygen } from "../support/openssh.js"
 import { describeWithPeers } from "../support/peers.js"
 import { startSshd, type Sshd } from "../support/sshd.js"
 
-interface CliResult {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-}
-
-function cli(args: ReadonlyArray<string>, env: Record<string, string> = {}): Promise<CliResult> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ["--import", "tsx", "src/cli/main.ts", ...args],
-      { env: { ...process.env, SSH_PASSPHRASE: "", ...env }, timeout: 60_000 },
-      (error, stdout, stderr) => resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr })
-    )
-  })
-}
+const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) => runCli(args, { SSH_PASSPHRASE: "", ...env })
 
 /**
  * Runs a command in this process with its output captured: starting the CLI costs seconds on a
