@@ -638,7 +638,9 @@ function serveConnection<R>(
     )
 
     const graceMs = Duration.toMillis(options.loginGraceTime ?? "120 seconds")
-    const graceTimer = run(
+    // released once authenticated: the interrupted fiber's state would otherwise stay reachable
+    // from this closure scope for the whole life of an idle connection
+    let graceTimer: Fiber.RuntimeFiber<void> | undefined = run(
       Effect.sleep(graceMs).pipe(
         Effect.zipRight(
           Effect.sync(() => {
@@ -657,7 +659,8 @@ function serveConnection<R>(
         granted = restrictions
         state.authenticated++
         leavePreAuth()
-        yield* Fiber.interruptFork(graceTimer)
+        if (graceTimer) yield* Fiber.interruptFork(graceTimer)
+        graceTimer = undefined
         // hostkeys-00@openssh.com (draft-miller-sshm-hostkey-update): every host key, for UpdateHostKeys
         driver.globalRequest("hostkeys-00@openssh.com", concatBytes(...config.plainSigners.map((s) => message((w) => w.string(s.blob)))))
         answerGlobalRequest = globalRequestAnswerer(driver, config, connection, username, restrictions)
