@@ -89,6 +89,21 @@ function authenticateWithPassword(p: Pair): void {
   expect(p.clientEvents.some((e) => e._tag === "Auth" && e.event._tag === "Success")).toBe(true)
 }
 
+/** The client opens a session channel and the server accepts it: both sides' channel ids. */
+function openSession(p: Pair): { id: number; serverId: number } {
+  let id = -1
+  p.client.guard(() => {
+    id = p.client.connection.openChannel("session")
+  })
+  shuttle(p)
+  const open = p.serverEvents.find((e) => e._tag === "Connection" && e.event._tag === "ChannelOpenRequest")
+  if (open?._tag !== "Connection" || open.event._tag !== "ChannelOpenRequest") throw new Error("no open request")
+  const serverId = open.event.id
+  p.server.guard(() => p.server.connection.acceptChannel(serverId))
+  shuttle(p)
+  return { id, serverId }
+}
+
 describe("client and server cores in memory", () => {
   it("agree on keys, authenticate and run an exec round trip", () => {
     const p = makePair()
@@ -98,16 +113,7 @@ describe("client and server cores in memory", () => {
     expect(kex?._tag === "KexDone" && kex.summary.strict).toBe(true)
     expect(p.clientEvents.some((e) => e._tag === "ExtInfo")).toBe(true)
 
-    let id = -1
-    p.client.guard(() => {
-      id = p.client.connection.openChannel("session")
-    })
-    shuttle(p)
-    const open = p.serverEvents.find((e) => e._tag === "Connection" && e.event._tag === "ChannelOpenRequest")
-    if (open?._tag !== "Connection" || open.event._tag !== "ChannelOpenRequest") throw new Error("no open request")
-    const serverId = open.event.id
-    p.server.guard(() => p.server.connection.acceptChannel(serverId))
-    shuttle(p)
+    const { id, serverId } = openSession(p)
     p.client.guard(() => p.client.connection.sendRequest(id, "exec", true, encodeExecRequest("echo hi")))
     shuttle(p)
     const req = p.serverEvents.find((e) => e._tag === "Connection" && e.event._tag === "ChannelRequest")
@@ -176,16 +182,7 @@ describe("client and server cores in memory", () => {
       authenticateWithPassword(p)
       const done = p.clientEvents.find((e) => e._tag === "KexDone")
       expect(done?._tag === "KexDone" && done.summary.compressionC2S).toBe(compression)
-      let id = -1
-      p.client.guard(() => {
-        id = p.client.connection.openChannel("session")
-      })
-      shuttle(p)
-      const open = p.serverEvents.find((e) => e._tag === "Connection" && e.event._tag === "ChannelOpenRequest")
-      if (open?._tag !== "Connection" || open.event._tag !== "ChannelOpenRequest") throw new Error("no open request")
-      const serverId = open.event.id
-      p.server.guard(() => p.server.connection.acceptChannel(serverId))
-      shuttle(p)
+      const { id } = openSession(p)
       const text = "compressible ".repeat(5000)
       p.client.guard(() => p.client.connection.write(id, new TextEncoder().encode(text)))
       shuttle(p)
