@@ -1,4 +1,4 @@
-import { createHash, generateKeyPairSync, sign as nodeSign } from "node:crypto"
+import { createHash, createPrivateKey, generateKeyPairSync, sign as nodeSign } from "node:crypto"
 import { beforeAll, describe, expect, it } from "vitest"
 import { bcryptPbkdf } from "../../src/protocol/keys/bcryptPbkdf.js"
 import { Blowfish } from "../../src/protocol/keys/blowfish.js"
@@ -485,5 +485,24 @@ describe("malformed private keys", () => {
   it("cannot encode a key object it did not make", () => {
     const impostor: SshPrivateKey = { ...ed }
     expect(reasonOf(() => encodeOpenSSHPrivateKey(impostor))).toBe("unsupported-format")
+  })
+})
+
+describe("encrypted PKCS#8 with a wrong passphrase", () => {
+  it("is a bad passphrase even when the wrong key's garbage decrypts with valid padding", () => {
+    const { privateKey } = generateKeyPairSync("ed25519")
+    const pem = privateKey.export({ format: "pem", type: "pkcs8", cipher: "aes-256-cbc", passphrase: "right" }) as string
+    // about one wrong passphrase in 300 makes OpenSSL's decoder say "unsupported" instead of "bad decrypt"
+    let tricky: string | undefined
+    for (let i = 0; i < 5000 && tricky === undefined; i++) {
+      try {
+        createPrivateKey({ key: pem, format: "pem", passphrase: `wrong-${i}` })
+      } catch (e) {
+        if (/DECODER routines::unsupported/.test((e as Error).message)) tricky = `wrong-${i}`
+      }
+    }
+    expect(tricky).toBeDefined()
+    expect(() => parsePrivateKey(pem, tricky)).toThrow(expect.objectContaining({ reason: "bad-passphrase" }))
+    expect(() => parsePrivateKey(pem, "wrong")).toThrow(expect.objectContaining({ reason: "bad-passphrase" }))
   })
 })

@@ -33,7 +33,9 @@ export function decodePemPrivateKey(block: ArmoredBlock, passphrase?: Uint8Array
       : createPrivateKey({ key: block.text, format: "pem" })
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e)
-    if (encrypted && /unsupported/i.test(message)) {
+    // OpenSSL names an unknown cipher "unsupported"; its DECODER's "unsupported" is different:
+    // a wrong passphrase whose garbage happened to end in valid padding (about 1 in 300)
+    if (encrypted && /unsupported/i.test(message) && !/DECODER routines/i.test(message)) {
       throw new KeyError("unsupported-cipher", `the key's encryption is not supported: ${message}`)
     }
     // a wrong passphrase shows up either as bad padding or as garbage that fails to parse
