@@ -1,13 +1,14 @@
 import { createPrivateKey, createPublicKey, diffieHellman } from "node:crypto"
-import { concatBytes } from "../wire/writer.js"
 import { kexFailure } from "./errors.js"
 import type { RandomBytes } from "./types.js"
 
 export const X25519_KEY_LENGTH = 32
 
-// node:crypto imports raw X25519 keys only through DER: these are the fixed PKCS#8 and SPKI headers (RFC 8410).
-const PKCS8_PREFIX = Uint8Array.from(Buffer.from("302e020100300506032b656e04220420", "hex"))
-const SPKI_PREFIX = Uint8Array.from(Buffer.from("302a300506032b656e032100", "hex"))
+// Raw X25519 keys go into node:crypto as JWK (RFC 8037): ten times faster than a DER import,
+// which runs OpenSSL 3's decoder framework (~0.7 ms a key pair, a good part of a handshake).
+// For a private key node:crypto derives the public half from `d` and ignores `x`.
+const privateJwk = (raw: Uint8Array) => ({ kty: "OKP", crv: "X25519", d: Buffer.from(raw).toString("base64url"), x: "" })
+const publicJwk = (raw: Uint8Array) => ({ kty: "OKP", crv: "X25519", x: Buffer.from(raw).toString("base64url") })
 
 export interface X25519KeyPair {
   readonly publicKey: Uint8Array
@@ -16,9 +17,8 @@ export interface X25519KeyPair {
 }
 
 export function x25519KeyPair(random: RandomBytes): X25519KeyPair {
-  const privateKey = createPrivateKey({ key: Buffer.from(concatBytes(PKCS8_PREFIX, random(X25519_KEY_LENGTH))), format: "der", type: "pkcs8" })
-  const spki = createPublicKey(privateKey).export({ format: "der", type: "spki" })
-  const publicKey = new Uint8Array(spki.subarray(spki.length - X25519_KEY_LENGTH))
+  const privateKey = createPrivateKey({ key: privateJwk(random(X25519_KEY_LENGTH)), format: "jwk" })
+  const publicKey = new Uint8Array(Buffer.from(privateKey.export({ format: "jwk" }).x ?? "", "base64url"))
   return {
     publicKey,
     agree(peerPublic) {
@@ -27,7 +27,7 @@ export function x25519KeyPair(random: RandomBytes): X25519KeyPair {
       }
       let shared: Uint8Array
       try {
-        const peer = createPublicKey({ key: Buffer.from(concatBytes(SPKI_PREFIX, peerPublic)), format: "der", type: "spki" })
+        const peer = createPublicKey({ key: publicJwk(peerPublic), format: "jwk" })
         shared = new Uint8Array(diffieHellman({ privateKey, publicKey: peer }))
       } catch {
         throw kexFailure("X25519 key agreement failed (low-order peer key?)")
