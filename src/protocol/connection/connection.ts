@@ -36,7 +36,9 @@ export const defaultConnectionLimits: ConnectionLimits = {
   maxPendingGlobalRequests: 16,
   maxPendingChannelRequests: 16,
   initialWindow: 2 * 1024 * 1024,
-  maxPacket: 32 * 1024,
+  // Larger than OpenSSH's 32 KiB: peers that honour it (ssh2, effect-ssh) send bulk data in
+  // fewer packets, and each packet costs a node:crypto cipher object on top of its bytes.
+  maxPacket: 128 * 1024,
   writeHighWaterMark: 1024 * 1024
 }
 
