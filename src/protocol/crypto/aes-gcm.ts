@@ -33,19 +33,22 @@ export class AesGcmKeys {
   }
 
   /**
-   * Encrypts `pieces` as one message, authenticating `aad`, without joining them first: the
-   * ciphertext comes back piece by piece, then the tag. GCM is a stream mode, so each
-   * piece's ciphertext is exactly as long as the piece.
+   * Seals one packet lying in three pieces without joining them: `prefix` (the 4-byte length,
+   * authenticated, then the start of the body) and `suffix` (the end of the body, then room for
+   * the tag) are encrypted in place, `data` in between comes back as its ciphertext. The caller
+   * sends prefix, ciphertext, suffix: three writes a packet, and the data is never copied first.
    */
-  sealPieces(aad: Uint8Array, pieces: ReadonlyArray<Uint8Array>): Array<Uint8Array> {
+  sealAround(prefix: Buffer, data: Uint8Array, suffix: Buffer): Buffer {
     const cipher = createCipheriv(this.algorithm, this.key, this.nonce, { authTagLength: GCM_TAG_LENGTH })
-    cipher.setAAD(aad)
-    const out: Array<Uint8Array> = []
-    for (const piece of pieces) out.push(cipher.update(piece))
+    cipher.setAAD(prefix.subarray(0, 4))
+    prefix.set(cipher.update(prefix.subarray(4)), 4)
+    const sealed = cipher.update(data)
+    const tagAt = suffix.length - GCM_TAG_LENGTH
+    suffix.set(cipher.update(suffix.subarray(0, tagAt)), 0)
     cipher.final()
-    out.push(cipher.getAuthTag())
+    suffix.set(cipher.getAuthTag(), tagAt)
     this.advance()
-    return out
+    return sealed
   }
 
   /** Decrypts `packet[4..bodyEnd]` and checks the tag after it; undefined when authentication fails. */

@@ -220,17 +220,17 @@ export class PacketEncoder {
     let padding = p.blockSize - ((1 + bodyLength) % p.blockSize)
     if (padding < 4) padding += p.blockSize
     const packetLength = 1 + bodyLength + padding
-    const prefix = Buffer.allocUnsafe(5 + head.length + padding)
+    const prefix = Buffer.allocUnsafe(5 + head.length)
     prefix.writeUInt32BE(packetLength, 0)
     prefix[4] = padding
     prefix.set(head, 5)
-    const paddingBytes = prefix.subarray(5 + head.length)
-    this.fillRandom(paddingBytes)
-    const sealed = p.keys.sealPieces(prefix.subarray(0, 4), [prefix.subarray(4, 5 + head.length), data, paddingBytes])
+    const suffix = Buffer.allocUnsafe(padding + p.tagLength)
+    this.fillRandom(suffix.subarray(0, padding))
+    const sealed = p.keys.sealAround(prefix, data, suffix)
     this.seq = (this.seq + 1) >>> 0
     this.bytes += 4 + packetLength + p.tagLength
     this.packets++
-    return [prefix.subarray(0, 4), ...sealed]
+    return [prefix, sealed, suffix]
   }
 
   /** Switches to new keys (after sending NEWKEYS); the next packet uses them. */
