@@ -90,18 +90,30 @@ async function main(): Promise<void> {
   const cb = (f: (done: (err?: Error | null) => void) => void) => new Promise<void>((resolve, reject) => f((e) => (e ? reject(e) : resolve())))
 
   const sftpBinary = requirePeer("sftp")
+  const cpuFile = join(work, "cpu")
+  /** CPU of the last OpenSSH transfer (ms, user and system), set by `openssh`. */
+  let childCpu = { user: 0, system: 0 }
   const openssh = (command: string) =>
     new Promise<void>((resolve, reject) => {
       const batch = join(work, "batch")
       void writeFile(batch, `${command}\n`).then(() => {
+        // /usr/bin/time reports the CPU of sftp and of the ssh it waits for, the client side as a whole
         const p = spawn(
-          sftpBinary,
-          ["-q", "-b", batch, "-i", key.privatePath, "-P", String(sshd.port), "-c", CIPHER, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", `${sshd.user}@${sshd.host}`],
+          "/usr/bin/time",
+          ["-f", "%U %S", "-o", cpuFile, sftpBinary, "-q", "-b", batch, "-i", key.privatePath, "-P", String(sshd.port), "-c", CIPHER, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", `${sshd.user}@${sshd.host}`],
           { stdio: ["ignore", "ignore", "pipe"] }
         )
         let err = ""
         p.stderr.on("data", (d) => (err += d))
-        p.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`sftp exited ${code}: ${err}`))))
+        p.on("exit", (code) =>
+          code === 0
+            ? void readFile(cpuFile, "utf8").then((t) => {
+                const [user, system] = t.trim().split(/\s+/).slice(-2).map(Number)
+                childCpu = { user: (user ?? 0) * 1000, system: (system ?? 0) * 1000 }
+                resolve()
+              }, reject)
+            : reject(new Error(`sftp exited ${code}: ${err}`))
+        )
       })
     })
 
@@ -145,19 +157,26 @@ async function main(): Promise<void> {
   ].filter((r) => !ONLY || ONLY.includes(r.client)) as Array<Row>
 
   const results = new Map<Row, Array<number>>()
+  /** Client CPU per MiB (ms) of each round: this process for ours and ssh2's, the sftp/ssh children for OpenSSH's. */
+  const cpu = new Map<Row, Array<number>>()
   try {
     for (let round = 0; round < ROUNDS; round++) {
       for (const row of rows) {
         const t0 = performance.now()
+        const c0 = process.cpuUsage()
         await row.run()
         const seconds = (performance.now() - t0) / 1000
+        const c = process.cpuUsage(c0)
+        const { user, system } = row.client === "openssh" ? childCpu : { user: c.user / 1000, system: c.system / 1000 }
+        const cpuMs = user + system
+        cpu.set(row, [...(cpu.get(row) ?? []), cpuMs / MIB])
         if (row.direction === "upload" && (await stat(up)).size !== SIZE) throw new Error(`${row.client} ${row.name}: upload incomplete`)
         if (row.direction === "download" && row.name !== "readStream" && row.name !== "createReadStream" && (await stat(down)).size !== SIZE) {
           throw new Error(`${row.client} ${row.name}: download incomplete`)
         }
         const mbs = SIZE / 1e6 / seconds
         results.set(row, [...(results.get(row) ?? []), mbs])
-        process.stderr.write(`${row.client} ${row.name}: ${mbs.toFixed(0)} MB/s\n`)
+        process.stderr.write(`${row.client} ${row.name}: ${mbs.toFixed(0)} MB/s, client CPU ${(cpuMs / MIB).toFixed(2)} ms/MiB (user ${(user / MIB).toFixed(2)}, system ${(system / MIB).toFixed(2)})\n`)
       }
     }
   } finally {
@@ -167,13 +186,17 @@ async function main(): Promise<void> {
 
   const best = (row: Row) => Math.max(...results.get(row)!)
   console.log(`\n${MIB} MiB, ${CIPHER}, best of ${ROUNDS}; node ${process.version}\n`)
-  console.log("| direction | client | method | MB/s best | rounds |")
-  console.log("| --- | --- | --- | ---: | --- |")
+  const leastCpu = (row: Row) => Math.min(...cpu.get(row)!)
+  console.log("| direction | client | method | MB/s best | rounds | client CPU ms/MiB (least) | rounds |")
+  console.log("| --- | --- | --- | ---: | --- | ---: | --- |")
   for (const row of rows) {
-    console.log(`| ${row.direction} | ${row.client} | ${row.name} | ${best(row).toFixed(0)} | ${results.get(row)!.map((x) => x.toFixed(0)).join(" / ")} |`)
+    console.log(
+      `| ${row.direction} | ${row.client} | ${row.name} | ${best(row).toFixed(0)} | ${results.get(row)!.map((x) => x.toFixed(0)).join(" / ")} | ${leastCpu(row).toFixed(2)} | ${cpu.get(row)!.map((x) => x.toFixed(2)).join(" / ")} |`
+    )
   }
   const find = (client: Row["client"], name: string) => rows.find((r) => r.client === client && r.name === name)
-  const ratio = (a: Row | undefined, b: Row | undefined) => (a && b ? `${(best(a) / best(b)).toFixed(2)}x` : "n/a")
+  const ratio = (a: Row | undefined, b: Row | undefined) =>
+    a && b ? `${(best(a) / best(b)).toFixed(2)}x (CPU/MiB ${(leastCpu(a) / leastCpu(b)).toFixed(2)}x)` : "n/a"
   console.log("\n| ratio | value |\n| --- | ---: |")
   console.log(`| our fastGet / openssh get | ${ratio(find("effect-ssh", "fastGet"), find("openssh", "sftp -b get"))} |`)
   console.log(`| our fastPut / openssh put | ${ratio(find("effect-ssh", "fastPut"), find("openssh", "sftp -b put"))} |`)

@@ -15,12 +15,13 @@ import * as Stream from "effect/Stream"
 import { makeFileSystem } from "./internal/sftpFileSystem.js"
 import type { Attributes } from "./protocol/sftp/attributes.js"
 import { ReadPipeline, SftpClientSession, SftpSessionClosed, WritePipeline } from "./protocol/sftp/client.js"
-import type { Outcome } from "./protocol/sftp/client.js"
+import type { Outcome, ReadOutcome } from "./protocol/sftp/client.js"
 import { Extension, extensionVersions, Status } from "./protocol/sftp/constants.js"
 import type { ExtendedRequest, Limits, StatVfs } from "./protocol/sftp/extensions.js"
 import { decodeLimits, decodeStatVfs, decodeUsersGroups, extendedRequest } from "./protocol/sftp/extensions.js"
 import { stringToFlags } from "./protocol/sftp/openMode.js"
 import type { Hello, NameEntry, RequestBody, Response } from "./protocol/sftp/packets.js"
+import { encodeWriteHeader, writeHeaderLength } from "./protocol/sftp/packets.js"
 import { concatBytes } from "./protocol/wire/writer.js"
 import { SshClient } from "./SshClient.js"
 import type { SshConnection } from "./SshClient.js"
@@ -176,6 +177,13 @@ const fallbackLimits: Limits = { maxPacketLength: 34000, maxReadLength: DEFAULT_
 /** Bytes gathered before one local write or read during fastGet/fastPut. */
 const LOCAL_BLOCK = 1024 * 1024
 
+/** A WRITE packet ready to go, and what it writes where. */
+interface EncodedWrite {
+  readonly offset: number
+  readonly length: number
+  readonly packet: Uint8Array
+}
+
 /** A WRITE's bytes besides the data: header, id, the longest handle (256), offset, length. */
 const WRITE_OVERHEAD = 300
 
@@ -199,9 +207,10 @@ export const fromTransport = (transport: SftpTransport): Effect.Effect<Sftp, Sft
       Effect.catchAllCause((cause) => Effect.sync(() => session.close(lost(`the SFTP channel failed: ${causeMessage(cause)}`))))
     )
     const reader = transport.stdout.pipe(
-      Stream.runForEach((chunk) =>
+      // one step per pull of the channel (all packets buffered by then), not one per packet
+      Stream.runForEachChunk((chunks) =>
         Effect.suspend(() => {
-          session.receive(chunk)
+          for (const chunk of chunks) session.receive(chunk)
           flush()
           return session.closed ? Effect.fail(session.closed) : Effect.void
         })
@@ -372,7 +381,18 @@ export const fromTransport = (transport: SftpTransport): Effect.Effect<Sftp, Sft
             concurrency: Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY)
           })
           yield* Effect.addFinalizer(() => Effect.sync(() => pipeline.abort()))
-          return Stream.repeatEffectChunkOption(pullPipeline(pipeline, flush, path, "readStream"))
+          return Stream.repeatEffectChunkOption(
+            Effect.flatMap(pullPipeline(pipeline, flush), (outcome) => {
+              switch (outcome._tag) {
+                case "data":
+                  return Effect.succeed(Chunk.unsafeFromArray(outcome.parts))
+                case "end":
+                  return Effect.fail(Option.none())
+                case "error":
+                  return Effect.fail(Option.some(failureError(outcome, "readStream", path)))
+              }
+            })
+          )
         })
       )
 
@@ -390,6 +410,32 @@ export const fromTransport = (transport: SftpTransport): Effect.Effect<Sftp, Sft
             const piece = data.subarray(at, at + size)
             pipeline.write(offset + at, piece)
             at += piece.length
+          }
+          flush()
+          return Effect.void
+        })
+        return step.pipe(Effect.ensuring(Effect.sync(flush)))
+      })
+
+    /** Sends WRITEs made by encodeWriteHeader in order, waiting for a free slot before each. */
+    const sendEncoded = (
+      pipeline: WritePipeline,
+      writes: ReadonlyArray<EncodedWrite>,
+      reuse: (packet: Uint8Array) => void,
+      operation: string,
+      path: string
+    ) =>
+      Effect.suspend(() => {
+        let i = 0
+        const step: Effect.Effect<void, SftpError> = Effect.suspend(() => {
+          while (i < writes.length) {
+            if (pipeline.failure) return Effect.fail(failureError(pipeline.failure, operation, path))
+            if (!pipeline.ready) {
+              flush()
+              return Effect.zipRight(whenReady(pipeline), step)
+            }
+            const w = writes[i++]!
+            pipeline.writeEncoded(w.offset, w.length, w.packet, reuse)
           }
           flush()
           return Effect.void
@@ -440,8 +486,8 @@ export const fromTransport = (transport: SftpTransport): Effect.Effect<Sftp, Sft
             concurrency: Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY)
           })
           yield* Effect.addFinalizer(() => Effect.sync(() => pipeline.abort()))
-          const pull = pullPipeline(pipeline, flush, remotePath, "fastGet")
           let transferred = 0
+          // the received chunks themselves go to disk, gathered into blocks for fewer writes
           let pending: Array<Uint8Array> = []
           let pendingBytes = 0
           let position = 0
@@ -460,17 +506,15 @@ export const fromTransport = (transport: SftpTransport): Effect.Effect<Sftp, Sft
             writing.catch(() => undefined)
             return localIo(() => previous, "fastGet", localPath)
           })
+          const pull = pullPipeline(pipeline, flush)
           for (;;) {
-            const next = yield* pull.pipe(
-              Effect.map(Option.some),
-              Effect.catchAll((e) => (Option.isSome(e) ? Effect.fail(e.value) : Effect.succeed(Option.none<Chunk.Chunk<Uint8Array>>())))
-            )
-            if (Option.isNone(next)) break
-            const data = Chunk.unsafeHead(next.value)
-            pending.push(data)
-            pendingBytes += data.length
-            transferred += data.length
-            options.onProgress?.(transferred, data.length, total)
+            const outcome = yield* pull
+            if (outcome._tag === "end") break
+            if (outcome._tag === "error") return yield* Effect.fail(failureError(outcome, "fastGet", remotePath))
+            for (const part of outcome.parts) pending.push(part)
+            pendingBytes += outcome.length
+            transferred += outcome.length
+            options.onProgress?.(transferred, outcome.length, total)
             if (pendingBytes >= LOCAL_BLOCK) yield* writeOut
           }
           yield* writeOut
@@ -496,12 +540,28 @@ export const fromTransport = (transport: SftpTransport): Effect.Effect<Sftp, Sft
             }
           })
           const size = writeChunk(options.chunkSize)
+          // the file is read straight into WRITE packets, whose buffers are reused once answered
+          const header = writeHeaderLength(h.handle)
+          const free: Array<Uint8Array> = []
+          const reuse = (packet: Uint8Array) => free.push(new Uint8Array(packet.buffer, packet.byteOffset, header + size))
+          const perBlock = Math.max(1, Math.floor(LOCAL_BLOCK / size))
           let position = 0
           for (;;) {
-            const block = new Uint8Array(Math.max(size, Math.floor(LOCAL_BLOCK / size) * size))
-            const { bytesRead } = yield* localIo(() => local.read(block, 0, block.length, position), "fastPut", localPath)
+            const buffers = Array.from({ length: perBlock }, () => free.pop() ?? new Uint8Array(header + size))
+            const { bytesRead } = yield* localIo(
+              () => local.readv(buffers.map((b) => b.subarray(header)), position),
+              "fastPut",
+              localPath
+            )
             if (bytesRead === 0) break
-            yield* pipelineWrite(pipeline, position, block.subarray(0, bytesRead), size, "fastPut", remotePath)
+            const writes: Array<EncodedWrite> = []
+            buffers.forEach((buffer, i) => {
+              const length = Math.min(size, bytesRead - i * size)
+              if (length <= 0) return void free.push(buffer)
+              const offset = position + i * size
+              writes.push({ offset, length, packet: encodeWriteHeader(buffer, h.handle, offset, length) })
+            })
+            yield* sendEncoded(pipeline, writes, reuse, "fastPut", remotePath)
             position += bytesRead
           }
           yield* finishWrites(pipeline, "fastPut", remotePath)
@@ -638,23 +698,10 @@ function coalesce(packets: ReadonlyArray<Uint8Array>): ReadonlyArray<Uint8Array>
   return out
 }
 
-function pullPipeline(
-  pipeline: ReadPipeline,
-  flush: () => void,
-  path: string,
-  operation: string
-): Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<SftpError>> {
+/** The pipeline's next outcome, with the READs it issued on their way. */
+function pullPipeline(pipeline: ReadPipeline, flush: () => void): Effect.Effect<ReadOutcome> {
   return Effect.async((resume) => {
-    pipeline.pull((outcome) => {
-      switch (outcome._tag) {
-        case "data":
-          return resume(Effect.succeed(Chunk.of(outcome.data)))
-        case "end":
-          return resume(Effect.fail(Option.none()))
-        case "error":
-          return resume(Effect.fail(Option.some(failureError(outcome, operation, path))))
-      }
-    })
+    pipeline.pull((outcome) => resume(Effect.succeed(outcome)))
     flush()
   })
 }

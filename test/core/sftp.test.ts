@@ -20,7 +20,7 @@ import { nodeFileSystem } from "../../src/node/NodeSftpFileSystem.js"
 import type { Attributes } from "../../src/protocol/sftp/attributes.js"
 import { longname, readAttributes, writeAttributes } from "../../src/protocol/sftp/attributes.js"
 import { ReadPipeline, SftpClientSession, SftpSessionClosed, WritePipeline } from "../../src/protocol/sftp/client.js"
-import type { Outcome, ReadOutcome } from "../../src/protocol/sftp/client.js"
+import type { DataParts, Outcome, ReadOutcome, ReadReply } from "../../src/protocol/sftp/client.js"
 import { Extension, FileType, Fxp, OpenFlags, Status } from "../../src/protocol/sftp/constants.js"
 import type { ExtendedRequest } from "../../src/protocol/sftp/extensions.js"
 import {
@@ -37,7 +37,17 @@ import { SftpFramer } from "../../src/protocol/sftp/framer.js"
 import { memoryFileSystem } from "../../src/protocol/sftp/memoryFs.js"
 import { flagsToString, stringToFlags } from "../../src/protocol/sftp/openMode.js"
 import type { Request, Response } from "../../src/protocol/sftp/packets.js"
-import { decodeHello, decodeRequest, decodeResponse, encodeInit, encodeRequest, encodeResponse, encodeVersion } from "../../src/protocol/sftp/packets.js"
+import {
+  decodeHello,
+  decodeRequest,
+  decodeResponse,
+  encodeInit,
+  encodeRequest,
+  encodeResponse,
+  encodeVersion,
+  encodeWriteHeader,
+  writeHeaderLength
+} from "../../src/protocol/sftp/packets.js"
 import type { SftpFileSystem, SftpRequestHandler } from "../../src/protocol/sftp/server.js"
 import { fileSystemHandler, SftpServerSession, SftpStatusError } from "../../src/protocol/sftp/server.js"
 import { WireError } from "../../src/protocol/wire/errors.js"
@@ -448,6 +458,67 @@ describe("SFTP client session ↔ server dispatcher", () => {
   })
 })
 
+describe("SFTP DATA spread over channel chunks", () => {
+  /** A client past VERSION, and a DATA for request 0 cut into chunks of `step` bytes. */
+  const setup = (data: Uint8Array, step: number) => {
+    const client = new SftpClientSession()
+    client.receive(encodeVersion({ version: 3, extensions: [] }))
+    const packet = encodeResponse({ type: "data", id: 0, data })
+    const chunks: Array<Uint8Array> = []
+    for (let i = 0; i < packet.length; i += step) chunks.push(packet.slice(i, i + step))
+    return { client, chunks }
+  }
+
+  it("hands a READ made with readParts the received chunks themselves, without copying", () => {
+    const data = randomBytes(100_000)
+    const { client, chunks } = setup(data, 32_768)
+    let reply: ReadReply | undefined
+    client.readParts(handle, 0, 100_000, (r) => (reply = r))
+    for (const c of chunks) client.receive(c)
+    expect(reply).toMatchObject({ type: "data-parts", id: 0 })
+    const parts = (reply as DataParts).parts
+    expect((reply as DataParts).length).toBe(100_000)
+    expect(Buffer.concat(parts).equals(data)).toBe(true)
+    // every part after the header's chunk is one of the received chunks
+    expect(parts.slice(1).map((p) => p.buffer)).toEqual(chunks.slice(1).map((c) => c.buffer))
+  })
+
+  it("still gives an ordinary request one contiguous DATA, and readParts the same bytes when the header is split", () => {
+    const data = randomBytes(5_000)
+    const plain = setup(data, 1000)
+    let outcome: Outcome | undefined
+    plain.client.request({ type: "read", handle, offset: 0, length: 5_000 }, (o) => (outcome = o))
+    for (const c of plain.chunks) plain.client.receive(c)
+    expect(outcome).toMatchObject({ type: "data", id: 0 })
+    expect(Buffer.from((outcome as Extract<Response, { type: "data" }>).data).equals(data)).toBe(true)
+    const split = setup(data, 5)
+    let reply: ReadReply | undefined
+    split.client.readParts(handle, 0, 5_000, (r) => (reply = r))
+    for (const c of split.chunks) split.client.receive(c)
+    expect(Buffer.concat((reply as DataParts).parts).equals(data)).toBe(true)
+  })
+
+  it("ends the session with a protocol error on a spread DATA whose inner length lies", () => {
+    const { client, chunks } = setup(randomBytes(70_000), 32_768)
+    new DataView(chunks[0]!.buffer, chunks[0]!.byteOffset).setUint32(9, 69_999)
+    let reply: ReadReply | undefined
+    client.readParts(handle, 0, 70_000, (r) => (reply = r))
+    for (const c of chunks) client.receive(c)
+    expect(client.closed?.reason).toBe("protocol")
+    expect(client.closed?.message).toMatch(/claims 69999 bytes/)
+    expect(reply).toBe(client.closed)
+  })
+
+  it("builds a WRITE around data already in place, equal to the ordinary encoding", () => {
+    const data = randomBytes(3_000)
+    const buffer = new Uint8Array(writeHeaderLength(handle) + 4_000)
+    buffer.set(data, writeHeaderLength(handle))
+    const packet = encodeWriteHeader(buffer, handle, 2 ** 40 + 5, data.length, 7)
+    expect(Buffer.from(packet).equals(Buffer.from(encodeRequest({ type: "write", id: 7, handle, offset: 2 ** 40 + 5, data })))).toBe(true)
+    expect(packet.buffer).toBe(buffer.buffer)
+  })
+})
+
 /** A server whose reads answer short and out of order, to exercise the pipeline's ordering. */
 function scrambledServer(content: Uint8Array): SftpRequestHandler {
   let n = 0
@@ -475,7 +546,7 @@ describe("SFTP read and write pipelines", () => {
       while (outcome === undefined) await pump(client, server)
       if (outcome._tag === "end") break
       if (outcome._tag === "error") throw new Error("read failed")
-      parts.push(outcome.data)
+      parts.push(...outcome.parts)
     }
     return Buffer.concat(parts)
   }

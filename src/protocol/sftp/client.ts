@@ -1,4 +1,5 @@
 import { WireError } from "../wire/errors.js"
+import { concatBytes } from "../wire/writer.js"
 import { Fxp, SFTP_VERSION, Status } from "./constants.js"
 import { SftpFramer } from "./framer.js"
 import type { Hello, RequestBody, Response } from "./packets.js"
@@ -18,6 +19,17 @@ export class SftpSessionClosed extends Error {
 /** Each request's callback gets exactly one outcome. */
 export type Outcome = Response | SftpSessionClosed
 
+/** A DATA answer to `readParts`: the bytes as views of the received chunks, never copied. */
+export interface DataParts {
+  readonly type: "data-parts"
+  readonly id: number
+  readonly parts: ReadonlyArray<Uint8Array>
+  readonly length: number
+}
+
+/** What a `readParts` callback gets: DATA as parts, any other response as it is. */
+export type ReadReply = DataParts | Outcome
+
 export interface ClientSessionOptions {
   /** Requests on the wire at once; more are queued here until answers free a slot (default 1024). */
   readonly maxInFlight?: number
@@ -34,6 +46,8 @@ export class SftpClientSession {
   private readonly framer: SftpFramer
   private readonly maxInFlight: number
   private readonly pending = new Map<number, (outcome: Outcome) => void>()
+  /** Ids of pending READs whose DATA goes out as parts (their callbacks in `pending` take a ReadReply). */
+  private readonly wantsParts = new Set<number>()
   private readonly queued: Array<{ readonly id: number; readonly packet: Uint8Array }> = []
   private outbox: Array<Uint8Array> = []
   private nextId = 0
@@ -64,10 +78,37 @@ export class SftpClientSession {
   /** Queues a request; `callback` gets its response, or the reason the session ended first. */
   request(body: RequestBody, callback: (outcome: Outcome) => void): void {
     if (this.closed) return callback(this.closed)
+    const id = this.allocateId()
+    this.enqueue(id, encodeRequest({ ...body, id } as Parameters<typeof encodeRequest>[0]), callback)
+  }
+
+  /** A READ whose DATA comes back as views of the received chunks instead of one copied array. */
+  readParts(handle: Uint8Array, offset: number, length: number, callback: (reply: ReadReply) => void): void {
+    if (this.closed) return callback(this.closed)
+    const id = this.allocateId()
+    this.wantsParts.add(id)
+    this.enqueue(id, encodeRequest({ type: "read", id, handle, offset, length }), callback as (outcome: Outcome) => void)
+  }
+
+  /**
+   * Sends a request already encoded with id 0 (see `allocateWrite`), so that its payload could be
+   * read straight into the packet; the session writes the id into it.
+   */
+  requestEncoded(packet: Uint8Array, callback: (outcome: Outcome) => void): void {
+    if (this.closed) return callback(this.closed)
+    const id = this.allocateId()
+    new DataView(packet.buffer, packet.byteOffset + 5, 4).setUint32(0, id)
+    this.enqueue(id, packet, callback)
+  }
+
+  private allocateId(): number {
     let id = this.nextId
     while (this.pending.has(id)) id = (id + 1) >>> 0
     this.nextId = (id + 1) >>> 0
-    const packet = encodeRequest({ ...body, id } as Parameters<typeof encodeRequest>[0])
+    return id
+  }
+
+  private enqueue(id: number, packet: Uint8Array, callback: (outcome: Outcome) => void): void {
     this.pending.set(id, callback)
     if (this.pending.size - this.queued.length > this.maxInFlight) this.queued.push({ id, packet })
     else this.outbox.push(packet)
@@ -86,14 +127,16 @@ export class SftpClientSession {
     if (this.closed) return
     this.framer.push(bytes)
     try {
-      for (let body = this.framer.next(); body !== undefined; body = this.framer.next()) this.dispatch(body)
+      for (let parts = this.framer.nextParts(); parts !== undefined; parts = this.framer.nextParts()) this.dispatch(parts)
     } catch (e) {
       if (!(e instanceof WireError)) throw e
       this.close(new SftpSessionClosed("protocol", `malformed SFTP packet from the server: ${e.message}`))
     }
   }
 
-  private dispatch(body: Uint8Array): void {
+  private dispatch(parts: ReadonlyArray<Uint8Array>): void {
+    if (parts.length > 1 && this.version && this.dispatchDataParts(parts)) return
+    const body = parts.length === 1 ? parts[0]! : concatBytes(...parts)
     if (!this.version) {
       const hello = decodeHello(body, Fxp.VERSION)
       if (hello.version < SFTP_VERSION) throw new WireError(`server speaks SFTP version ${hello.version}; version 3 is required`)
@@ -102,12 +145,44 @@ export class SftpClientSession {
       return
     }
     const response = decodeResponse(body)
-    const callback = this.pending.get(response.id)
-    if (!callback) throw new WireError(`response to unknown request id ${response.id}`)
-    this.pending.delete(response.id)
+    const callback = this.settle(response.id)
+    if (response.type === "data" && this.wantsParts.delete(response.id)) {
+      return (callback as (reply: ReadReply) => void)({ type: "data-parts", id: response.id, parts: [response.data], length: response.data.length })
+    }
+    this.wantsParts.delete(response.id)
+    callback(response)
+  }
+
+  /**
+   * A DATA spread over several chunks, for a `readParts` request, goes out as views of those
+   * chunks; anything else (false) is gathered and decoded as usual.
+   */
+  private dispatchDataParts(parts: ReadonlyArray<Uint8Array>): boolean {
+    const head = parts[0]!
+    // the 9 header bytes (type, id, data length) nearly always sit in the first chunk
+    if (head.length < 9 || head[0] !== Fxp.DATA) return false
+    const view = new DataView(head.buffer, head.byteOffset, 9)
+    const id = view.getUint32(1)
+    if (!this.wantsParts.has(id)) return false
+    let total = 0
+    for (const p of parts) total += p.length
+    const length = view.getUint32(5)
+    if (length !== total - 9) throw new WireError(`DATA of ${total} bytes claims ${length} bytes of data`)
+    const callback = this.settle(id)
+    this.wantsParts.delete(id)
+    const data = head.length === 9 ? parts.slice(1) : [head.subarray(9), ...parts.slice(1)]
+    ;(callback as (reply: ReadReply) => void)({ type: "data-parts", id, parts: data, length })
+    return true
+  }
+
+  /** Takes the callback of an answered request and lets a queued request go out in its place. */
+  private settle(id: number): (outcome: Outcome) => void {
+    const callback = this.pending.get(id)
+    if (!callback) throw new WireError(`response to unknown request id ${id}`)
+    this.pending.delete(id)
     const next = this.queued.shift()
     if (next) this.outbox.push(next.packet)
-    callback(response)
+    return callback
   }
 
   /** Ends the session: every pending request and waiter gets `reason`. */
@@ -116,6 +191,7 @@ export class SftpClientSession {
     this.closed = reason
     const callbacks = [...this.pending.values()]
     this.pending.clear()
+    this.wantsParts.clear()
     this.queued.length = 0
     for (const w of this.versionWaiters.splice(0)) w(reason)
     for (const c of callbacks) c(reason)
@@ -124,14 +200,15 @@ export class SftpClientSession {
 
 /** What a read pipeline hands out next. */
 export type ReadOutcome =
-  | { readonly _tag: "data"; readonly data: Uint8Array }
+  /** `length` bytes of the file from `offset`, as views of the received chunks. */
+  | { readonly _tag: "data"; readonly offset: number; readonly parts: ReadonlyArray<Uint8Array>; readonly length: number }
   | { readonly _tag: "end" }
   | { readonly _tag: "error"; readonly error: Response | SftpSessionClosed; readonly offset: number }
 
 interface ReadSlot {
   offset: number
   length: number
-  result: Outcome | undefined
+  result: ReadReply | undefined
 }
 
 export interface ReadPipelineOptions {
@@ -163,7 +240,10 @@ export class ReadPipeline {
     this.nextOffset = options.start
   }
 
-  /** Calls back with the next piece of the file, in order. One pull at a time. */
+  /**
+   * Calls back with the next piece of the file, in order: every answered read at the head at
+   * once, so a consumer slower than the network takes several per pull. One pull at a time.
+   */
   pull(callback: (outcome: ReadOutcome) => void): void {
     this.fill()
     this.waiter = callback
@@ -188,8 +268,8 @@ export class ReadPipeline {
   private issue(index: number, offset: number, length: number): void {
     const slot: ReadSlot = { offset, length, result: undefined }
     this.slots.splice(index, 0, slot)
-    this.session.request({ type: "read", handle: this.handle, offset, length }, (outcome) => {
-      slot.result = outcome
+    this.session.readParts(this.handle, offset, length, (reply) => {
+      slot.result = reply
       if (this.slots[0] === slot) this.deliver()
     })
   }
@@ -197,46 +277,49 @@ export class ReadPipeline {
   private deliver(): void {
     const callback = this.waiter
     if (!callback) return
-    const head = this.slots[0]
-    if (head === undefined) {
+    const first = this.slots[0]
+    if (first === undefined) {
       if (this.finished || (this.options.end !== undefined && this.nextOffset >= this.options.end)) {
         this.waiter = undefined
         callback({ _tag: "end" })
       }
       return
     }
-    const result = head.result
-    if (result === undefined) return
+    if (first.result === undefined) return
     this.waiter = undefined
-    this.slots.shift()
-    if (result instanceof SftpSessionClosed) {
-      this.abort()
-      return callback({ _tag: "error", error: result, offset: head.offset })
+    const parts: Array<Uint8Array> = []
+    let length = 0
+    // gather the answered reads at the head; anything else ends the batch, and is handed out
+    // on its own by this pull when nothing came before it, or by the next one
+    for (let head = this.slots[0]; head?.result !== undefined; head = this.slots[0]) {
+      const result = head.result
+      if (result instanceof SftpSessionClosed || result.type !== "data-parts" || result.length === 0 || result.length > head.length) {
+        if (length > 0) break
+        this.slots.shift()
+        return callback(this.failed(head, result))
+      }
+      this.slots.shift()
+      for (const p of result.parts) parts.push(p)
+      length += result.length
+      if (result.length < head.length) {
+        this.issue(0, head.offset + result.length, head.length - result.length)
+        break
+      }
     }
-    if (result.type === "status" && result.code === Status.EOF) {
-      this.abort()
-      return callback({ _tag: "end" })
+    callback({ _tag: "data", offset: first.offset, parts, length })
+  }
+
+  /** The outcome of a read that brought no data: the end of the file, or an error. Stops the pipeline. */
+  private failed(head: ReadSlot, result: ReadReply): ReadOutcome {
+    this.abort()
+    if (result instanceof SftpSessionClosed) return { _tag: "error", error: result, offset: head.offset }
+    // an empty DATA would make no progress: treat it as the end, as OpenSSH's client does
+    if ((result.type === "status" && result.code === Status.EOF) || (result.type === "data-parts" && result.length === 0)) return { _tag: "end" }
+    if (result.type === "data-parts") {
+      const message = `server returned ${result.length} bytes for a read of ${head.length}`
+      return { _tag: "error", error: { type: "status", id: result.id, code: Status.BAD_MESSAGE, message, language: "" }, offset: head.offset }
     }
-    if (result.type !== "data") {
-      this.abort()
-      return callback({ _tag: "error", error: result, offset: head.offset })
-    }
-    const n = result.data.length
-    if (n === 0) {
-      // an empty DATA would make no progress: treat it as the end, as OpenSSH's client does
-      this.abort()
-      return callback({ _tag: "end" })
-    }
-    if (n > head.length) {
-      this.abort()
-      return callback({
-        _tag: "error",
-        error: { type: "status", id: result.id, code: Status.BAD_MESSAGE, message: `server returned ${n} bytes for a read of ${head.length}`, language: "" },
-        offset: head.offset
-      })
-    }
-    if (n < head.length) this.issue(0, head.offset + n, head.length - n)
-    callback({ _tag: "data", data: result.data })
+    return { _tag: "error", error: result, offset: head.offset }
   }
 }
 
@@ -266,13 +349,29 @@ export class WritePipeline {
   write(offset: number, data: Uint8Array): void {
     if (this.failure) return
     this.inFlight++
-    this.session.request({ type: "write", handle: this.handle, offset, data }, (outcome) => {
-      this.inFlight--
-      const ok = !(outcome instanceof SftpSessionClosed) && outcome.type === "status" && outcome.code === Status.OK
-      if (ok) this.options.onAck?.(data.length)
-      else this.failure ??= { error: outcome, offset }
-      this.wake()
+    this.session.request({ type: "write", handle: this.handle, offset, data }, (outcome) => this.answered(outcome, offset, data.length))
+  }
+
+  /**
+   * Like `write`, for a packet made by `encodeWriteHeader` (with this pipeline's handle) carrying
+   * `length` bytes at `offset`. `reuse` gets the packet back once the server accepted it: its
+   * bytes are sent by then, so the buffer may carry the next WRITE.
+   */
+  writeEncoded(offset: number, length: number, packet: Uint8Array, reuse?: (packet: Uint8Array) => void): void {
+    if (this.failure) return
+    this.inFlight++
+    this.session.requestEncoded(packet, (outcome) => {
+      if (this.answered(outcome, offset, length)) reuse?.(packet)
     })
+  }
+
+  private answered(outcome: Outcome, offset: number, length: number): boolean {
+    this.inFlight--
+    const ok = !(outcome instanceof SftpSessionClosed) && outcome.type === "status" && outcome.code === Status.OK
+    if (ok) this.options.onAck?.(length)
+    else this.failure ??= { error: outcome, offset }
+    this.wake()
+    return ok
   }
 
   /** Whether another write may be issued now (also true once a write failed, so the caller sees the failure). */

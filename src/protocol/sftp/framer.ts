@@ -1,9 +1,11 @@
 import { WireError } from "../wire/errors.js"
+import { concatBytes } from "../wire/writer.js"
 
 /**
  * Splits the channel's byte stream into SFTP packets (uint32 length, then that many bytes).
  * A packet inside one received chunk is returned as a view of it; one spanning chunks is
- * copied once. Lengths of 0 or beyond `maxPacketLength` throw WireError before any allocation.
+ * copied once by `next`, or handed out as views of the chunks by `nextParts`. Lengths of 0 or
+ * beyond `maxPacketLength` throw WireError before any allocation.
  */
 export class SftpFramer {
   private chunks: Array<Uint8Array> = []
@@ -24,6 +26,16 @@ export class SftpFramer {
 
   /** The next whole packet body (type byte first), or undefined until more bytes arrive. */
   next(): Uint8Array | undefined {
+    const parts = this.nextParts()
+    return parts === undefined ? undefined : parts.length === 1 ? parts[0]! : concatBytes(...parts)
+  }
+
+  /**
+   * The next whole packet body as views of the received chunks, in order (one view when it
+   * lies within one chunk), or undefined until more bytes arrive. Nothing is copied, so a
+   * 255 KiB DATA that came in 32 KiB channel packets can go to disk as it is.
+   */
+  nextParts(): Array<Uint8Array> | undefined {
     if (this.buffered < 4) return undefined
     const length = this.peekLength()
     if (length === 0) throw new WireError("SFTP packet of length 0")
@@ -31,7 +43,7 @@ export class SftpFramer {
       throw new WireError(`SFTP packet of ${length} bytes exceeds the maximum of ${this.maxPacketLength}`)
     }
     if (this.buffered < 4 + length) return undefined
-    this.skip(4)
+    this.drop(4)
     return this.take(length)
   }
 
@@ -49,31 +61,33 @@ export class SftpFramer {
     return ((head[0]! << 24) | (head[1]! << 16) | (head[2]! << 8) | head[3]!) >>> 0
   }
 
-  private skip(n: number): void {
-    this.take(n)
+  private drop(n: number): void {
+    this.buffered -= n
+    while (n > 0) {
+      const c = this.chunks[0]!
+      if (c.length > n) {
+        this.chunks[0] = c.subarray(n)
+        return
+      }
+      this.chunks.shift()
+      n -= c.length
+    }
   }
 
-  private take(n: number): Uint8Array {
+  private take(n: number): Array<Uint8Array> {
     this.buffered -= n
-    const first = this.chunks[0]!
-    if (first.length > n) {
-      this.chunks[0] = first.subarray(n)
-      return first.subarray(0, n)
-    }
-    if (first.length === n) {
-      this.chunks.shift()
-      return first
-    }
-    const out = new Uint8Array(n)
-    let got = 0
-    while (got < n) {
+    const parts: Array<Uint8Array> = []
+    while (n > 0) {
       const c = this.chunks[0]!
-      const k = Math.min(n - got, c.length)
-      out.set(c.subarray(0, k), got)
-      got += k
-      if (k === c.length) this.chunks.shift()
-      else this.chunks[0] = c.subarray(k)
+      if (c.length > n) {
+        this.chunks[0] = c.subarray(n)
+        parts.push(c.subarray(0, n))
+        break
+      }
+      this.chunks.shift()
+      parts.push(c)
+      n -= c.length
     }
-    return out
+    return parts
   }
 }

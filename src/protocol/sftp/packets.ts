@@ -82,21 +82,37 @@ function packet(type: number, build: (w: SshWriter) => void, sizeHint = 64): Uin
   return finishPacket(w)
 }
 
-/** WRITE with the data copied once into a buffer of exactly the right size: the upload hot path. */
+/** WRITE with the data copied once into a buffer of exactly the right size. */
 function encodeWrite(id: number, handle: Uint8Array, offset: number, data: Uint8Array): Uint8Array {
-  const length = 1 + 4 + 4 + handle.length + 8 + 4 + data.length
-  const out = new Uint8Array(4 + length)
-  const view = new DataView(out.buffer)
-  view.setUint32(0, length)
-  out[4] = Fxp.WRITE
+  const out = new Uint8Array(writeHeaderLength(handle) + data.length)
+  out.set(data, writeHeaderLength(handle))
+  return encodeWriteHeader(out, handle, offset, data.length, id)
+}
+
+/** Bytes of a WRITE packet before its data: length, type, id, handle, offset, data length. */
+export function writeHeaderLength(handle: Uint8Array): number {
+  return 4 + 1 + 4 + 4 + handle.length + 8 + 4
+}
+
+/**
+ * Fills in the header of a WRITE whose `length` bytes of data already sit in `buffer` after
+ * `writeHeaderLength(handle)` bytes, and returns the packet, a view of `buffer`: the upload hot
+ * path reads the file straight into the packet it sends.
+ */
+export function encodeWriteHeader(buffer: Uint8Array, handle: Uint8Array, offset: number, length: number, id = 0): Uint8Array {
+  const packetLength = writeHeaderLength(handle) + length
+  if (packetLength > buffer.length) throw new RangeError(`a WRITE of ${length} bytes does not fit a buffer of ${buffer.length}`)
+  const view = new DataView(buffer.buffer, buffer.byteOffset, packetLength)
+  view.setUint32(0, packetLength - 4)
+  buffer[4] = Fxp.WRITE
   view.setUint32(5, id)
   view.setUint32(9, handle.length)
-  out.set(handle, 13)
-  let p = 13 + handle.length
-  view.setBigUint64(p, BigInt(offset))
-  view.setUint32(p + 8, data.length)
-  out.set(data, p + 12)
-  return out
+  buffer.set(handle, 13)
+  const p = 13 + handle.length
+  view.setUint32(p, Math.floor(offset / 2 ** 32))
+  view.setUint32(p + 4, offset >>> 0)
+  view.setUint32(p + 8, length)
+  return buffer.subarray(0, packetLength)
 }
 
 /** DATA built in one pre-sized buffer: the download hot path of the server. */
