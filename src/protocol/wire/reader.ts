@@ -73,6 +73,8 @@ export class SshReader {
   /** A string decoded as Latin-1/ASCII, for algorithm names and other US-ASCII fields. */
   ascii(): string {
     const bytes = this.string()
+    // in one native pass: char by char builds a string per character (a KEXINIT name-list: thousands)
+    if (bytes.length > 8) return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("latin1")
     let s = ""
     for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]!)
     return s
