@@ -31,6 +31,8 @@ export class Endpoint {
   readonly connection: Connection
   private clientAuthValue: ClientAuth | undefined
   private serverAuthValue: ServerAuth | undefined
+  /** The server's authentication is over and its ServerAuth dropped: an idle connection keeps none of it. */
+  private serverAuthFinished = false
   private readonly events: EndpointEvent[] = []
 
   constructor(private readonly config: EndpointConfig) {
@@ -53,12 +55,14 @@ export class Endpoint {
   }
 
   get serverAuth(): ServerAuth {
-    if (!this.serverAuthValue) throw new Error("authentication is not available before the key exchange")
+    if (!this.serverAuthValue) {
+      throw new Error(this.serverAuthFinished ? "authentication is over" : "authentication is not available before the key exchange")
+    }
     return this.serverAuthValue
   }
 
   get authenticated(): boolean {
-    return this.clientAuthValue?.authenticated ?? this.serverAuthValue?.authenticated ?? false
+    return this.clientAuthValue?.authenticated ?? this.serverAuthValue?.authenticated ?? this.serverAuthFinished
   }
 
   receive(bytes: Uint8Array): void {
@@ -121,8 +125,17 @@ export class Endpoint {
       this.clientAuthValue = new ClientAuth(send, sessionId)
       this.clientAuthValue.requestService()
     } else {
-      this.serverAuthValue = new ServerAuth(send, sessionId, this.config.auth, () => this.transport.authenticated())
+      this.serverAuthValue = new ServerAuth(send, sessionId, this.config.auth, () => {
+        this.transport.authenticated()
+        this.releaseFinishedServerAuth()
+      })
     }
+  }
+
+  private releaseFinishedServerAuth(): void {
+    if (!this.serverAuthValue?.finished) return
+    this.serverAuthValue = undefined
+    this.serverAuthFinished = true
   }
 
   private route(payload: Uint8Array, sequence: number): void {
@@ -135,6 +148,9 @@ export class Endpoint {
       } else if (this.serverAuthValue) {
         const event = this.serverAuthValue.handle(payload)
         if (event) this.events.push({ _tag: "ServerAuth", event })
+        this.releaseFinishedServerAuth()
+      } else if (this.serverAuthFinished) {
+        ServerAuth.handleAfterSuccess(payload)
       }
       return
     }

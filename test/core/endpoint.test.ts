@@ -205,6 +205,21 @@ describe("client and server cores in memory", () => {
     expect(p.client.transport.sessionId).toEqual(sessionId)
   })
 
+  it("after success ignores a new USERAUTH_REQUEST and refuses a second SERVICE_REQUEST (RFC 4252 §5.1)", () => {
+    const p = makePair()
+    authenticateWithPassword(p)
+    const before = p.serverEvents.length
+    const request = message((w) => w.byte(Msg.USERAUTH_REQUEST).string("alice").string("ssh-connection").string("none"))
+    p.client.guard(() => p.client.transport.send(request))
+    shuttle(p)
+    expect(p.serverEvents.slice(before)).toEqual([])
+    expect(p.server.authenticated).toBe(true)
+    p.client.guard(() => p.client.transport.send(message((w) => w.byte(Msg.SERVICE_REQUEST).string("ssh-userauth"))))
+    shuttle(p)
+    const closed = p.serverEvents.find((e) => e._tag === "Closed")
+    expect(closed?._tag === "Closed" && closed.error?.message).toBe("service ssh-userauth not available")
+  })
+
   it("names both sides' lists when no cipher is common", () => {
     const p = makePair({ cipher: ["aes128-ctr"] }, { cipher: ["aes256-gcm@openssh.com"] })
     shuttle(p)

@@ -64,6 +64,31 @@ export class ServerAuth {
   get authenticated(): boolean {
     return this.done
   }
+
+  /**
+   * True once nothing but `handleAfterSuccess` is left to do: authenticated through the
+   * ssh-userauth service, with no keyboard-interactive round open. The owner may then drop this object.
+   */
+  get finished(): boolean {
+    return this.done && this.serviceAccepted && !this.awaitingInfo
+  }
+
+  /**
+   * What an authenticated server does with an authentication-layer message (RFC 4252 §5.1:
+   * requests are ignored, the rest is a protocol error), without the ServerAuth it no longer needs.
+   */
+  static handleAfterSuccess(payload: Uint8Array): void {
+    switch (payload[0]) {
+      case Msg.SERVICE_REQUEST:
+        throw new ProtocolError("protocol", `service ${new SshReader(payload, 1).ascii()} not available`, DisconnectReason.SERVICE_NOT_AVAILABLE)
+      case Msg.USERAUTH_REQUEST:
+        return
+      case Msg.USERAUTH_INFO_RESPONSE:
+        throw new ProtocolError("protocol", "INFO_RESPONSE without an INFO_REQUEST")
+      default:
+        throw new ProtocolError("protocol", `unexpected message ${payload[0]} during authentication`)
+    }
+  }
   get username(): string | undefined {
     return this.user
   }
@@ -73,6 +98,10 @@ export class ServerAuth {
    * application must answer (accept/reject/...), or undefined when handled here.
    */
   handle(payload: Uint8Array): ServerAuthEvent | undefined {
+    if (this.finished) {
+      ServerAuth.handleAfterSuccess(payload)
+      return undefined
+    }
     const r = new SshReader(payload, 1)
     switch (payload[0]) {
       case Msg.SERVICE_REQUEST: {

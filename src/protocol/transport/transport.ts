@@ -76,6 +76,8 @@ const EXT_INFO_SERVER = "ext-info-s"
 
 const GiB = 1024 * 1024 * 1024
 
+const defaultRandomBytes = (n: number): Uint8Array => nodeRandomBytes(n)
+
 type KexState =
   | { readonly phase: "idle" }
   /** We sent our KEXINIT and wait for the peer's. */
@@ -104,7 +106,8 @@ type KexState =
 export class Transport {
   private readonly encoder: PacketEncoder
   private readonly decoder: PacketDecoder
-  private readonly identification = new IdentificationReader()
+  /** Until the peer's identification line is in; dropped then. */
+  private identification: IdentificationReader | undefined = new IdentificationReader()
   private readonly random: (n: number) => Uint8Array
   private readonly events: TransportEvent[] = []
   private outgoing: Uint8Array[] = []
@@ -128,7 +131,7 @@ export class Transport {
   private pendingCompression: { send?: "zlib@openssh.com"; receive?: "zlib@openssh.com" } = {}
 
   constructor(private readonly config: TransportConfig) {
-    this.random = config.randomBytes ?? ((n) => nodeRandomBytes(n))
+    this.random = config.randomBytes ?? defaultRandomBytes
     // without an injected source the encoder draws padding from its own pooled buffer
     this.encoder = new PacketEncoder(config.randomBytes ? { randomBytes: config.randomBytes } : {})
     this.decoder = new PacketDecoder(config.maxPacketLength === undefined ? {} : { maxPacketLength: config.maxPacketLength })
@@ -172,8 +175,9 @@ export class Transport {
     if (this.closed) return
     try {
       if (this.peerVersion === undefined) {
-        const id = this.identification.push(bytes)
+        const id = this.identification!.push(bytes)
         if (id === undefined) return
+        this.identification = undefined
         this.peerVersion = id.version
         this.events.push({ _tag: "Identification", version: id.version, prelude: id.prelude })
         bytes = id.rest
