@@ -5,21 +5,23 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
-import * as FiberSet from "effect/FiberSet"
+import type * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import type { ChannelState } from "./internal/channelState.js"
 import { Driver } from "./internal/driver.js"
+import type { DriverHandlers } from "./internal/driver.js"
 import { keepalive } from "./internal/keepalive.js"
 import type { Prompt } from "./protocol/auth/client.js"
 import type { AuthRequest, ServerAuthEvent } from "./protocol/auth/server.js"
 import type { ConnectionEvent } from "./protocol/connection/connection.js"
+import type { EndpointConfig, EndpointEvent } from "./protocol/endpoint.js"
 import {
   decodeEnvRequest,
   decodeExecRequest,
@@ -359,7 +361,7 @@ export interface Server {
   }>
   /**
    * Serves one connection over any duplex (a socket, a channel, an in-memory pair). Returns at
-   * once; the connection runs in its own scope inside the server's and ends with it.
+   * once; the connection ends at the latest with the server's scope.
    */
   readonly handleConnection: (socket: Duplex, peer?: { readonly remoteAddress?: string; readonly remotePort?: number }) => Effect.Effect<void>
   /** Connections open now, and how many of them are authenticated. */
@@ -370,6 +372,8 @@ export type ServerError = SshConnectError | SshTransportError | SshKeyError
 
 const DEFAULT_AUTH_METHODS = ["publickey", "password", "keyboard-interactive"]
 const encoder = new TextEncoder()
+/** RFC 8308: the signature algorithms we accept for user authentication. */
+const SERVER_EXT_INFO: ReadonlyArray<readonly [string, Uint8Array]> = [["server-sig-algs", encoder.encode(USER_AUTH_SIGNATURE_ALGORITHMS.join(","))]]
 
 function hostKeySigner(key: SshPrivateKey): HostKeySigner {
   return { algorithms: signatureAlgorithms(key.type), blob: key.publicKey.blob, sign: (alg, data) => key.sign(alg, data) }
@@ -453,19 +457,58 @@ export const make = <R = never>(options: ServerOptions<R>): Effect.Effect<Server
       )
     }
     const state: ServerState = { nextId: 1, unauthenticated: 0, open: 0, authenticated: 0 }
-    const run = yield* FiberSet.makeRuntime<R>()
-    const config: ConnectionConfig<R> = { options, signers, plainSigners, algorithms, state }
-
-    const handleConnection: Server["handleConnection"] = (socket, peer = {}) =>
-      Effect.sync(() => {
-        run(Effect.scoped(serveConnection(config, socket, peer)))
+    // connection fibers are forked straight from the server's runtime: each connection
+    // interrupts its own when it closes, and the finalizer below waits for every connection
+    const run = Runtime.runFork(yield* Effect.runtime<R>())
+    const maxAuthTries = options.maxAuthTries ?? 6
+    const config: ConnectionConfig<R> = {
+      options,
+      plainSigners,
+      state,
+      run,
+      maxAuthTries,
+      loginGraceMs: Duration.toMillis(options.loginGraceTime ?? "120 seconds"),
+      hostKeysAnnouncement: concatBytes(...plainSigners.map((s) => message((w) => w.string(s.blob)))),
+      endpoint: {
+        role: "server",
+        software: options.ident ?? `effect_ssh_${VERSION}`,
+        algorithms,
+        hostKeys: signers,
+        extInfo: SERVER_EXT_INFO,
+        ...(options.greeting !== undefined ? { greeting: options.greeting } : {}),
+        // the server refuses the attempt after the last allowed one itself, before the core would
+        auth: { maxAuthTries: maxAuthTries + 1 },
+        connection: {
+          ...(options.maxChannels !== undefined ? { maxChannels: options.maxChannels } : {}),
+          ...(options.maxPendingGlobalRequests !== undefined ? { maxPendingGlobalRequests: options.maxPendingGlobalRequests } : {})
+        },
+        ...(options.rekeyBytes !== undefined ? { rekeyBytes: options.rekeyBytes } : {}),
+        ...(options.rekeyInterval !== undefined ? { rekeyIntervalMs: Duration.toMillis(options.rekeyInterval) } : {})
+      },
+      connections: new Set()
+    }
+    // every connection says goodbye, then its fibers end
+    yield* Effect.addFinalizer(() =>
+      Effect.async<void>((resume) => {
+        const open = [...(config.connections ?? [])]
+        config.connections = undefined
+        let left = open.length
+        if (left === 0) return resume(Effect.void)
+        for (const connection of open) {
+          connection.shutdown(() => {
+            if (--left === 0) resume(Effect.void)
+          })
+        }
       })
+    )
+
+    const handleConnection: Server["handleConnection"] = (socket, peer = {}) => Effect.sync(() => serveConnection(config, socket, peer))
 
     let address: Server["address"]
     if (options.listen) {
-      const listener = yield* listenTcp(options.listen.host ?? "127.0.0.1", options.listen.port, (socket) => {
-        run(Effect.scoped(serveConnection(config, socket, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort })))
-      })
+      const listener = yield* listenTcp(options.listen.host ?? "127.0.0.1", options.listen.port, (socket) =>
+        serveConnection(config, socket, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort })
+      )
       const bound = listener.address() as net.AddressInfo
       address = { host: bound.address, port: bound.port }
     }
@@ -494,13 +537,23 @@ interface ServerState {
   authenticated: number
 }
 
+type GlobalRequest = Extract<ConnectionEvent, { _tag: "GlobalRequest" }>
+
+/** What every connection of one server shares, built once by `make`. */
 interface ConnectionConfig<R> {
   readonly options: ServerOptions<R>
-  readonly signers: ReadonlyArray<HostKeySigner>
   /** The host keys without their certificates: what hostkeys-00@openssh.com announces, as OpenSSH does. */
   readonly plainSigners: ReadonlyArray<HostKeySigner>
-  readonly algorithms: ReturnType<typeof resolveAlgorithms>
   readonly state: ServerState
+  readonly endpoint: EndpointConfig
+  readonly maxAuthTries: number
+  readonly loginGraceMs: number
+  /** The hostkeys-00@openssh.com announcement, the same for every connection. */
+  readonly hostKeysAnnouncement: Uint8Array
+  /** Forks with the server's runtime: the application's services. */
+  readonly run: (effect: Effect.Effect<void, never, R>, options?: Runtime.RunForkOptions) => Fiber.RuntimeFiber<void>
+  /** Connections not yet finished; undefined once the server has shut down. */
+  connections: Set<ServedConnection<R>> | undefined
 }
 
 function listenTcp(host: string, port: number, onSocket: (socket: net.Socket) => void): Effect.Effect<net.Server, SshConnectError, Scope.Scope> {
@@ -524,166 +577,218 @@ function listenTcp(host: string, port: number, onSocket: (socket: net.Socket) =>
 
 type AuthSignal = ServerAuthEvent | { readonly _tag: "Closed" }
 
-/** One connection, from the identification line to the close; runs in its own scope. */
+/** Errors end the connection through "close"; without a listener they would crash the process. */
+function ignoreSocketError(): void {}
+
+/** Serves one connection, unless the server is shutting down or too many are still unauthenticated. */
 function serveConnection<R>(
   config: ConnectionConfig<R>,
   socket: Duplex,
   peer: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined }
-): Effect.Effect<void, never, Scope.Scope | R> {
-  const { options, state } = config
-  return Effect.gen(function* () {
-    socket.on("error", () => {}) // errors end the connection through "close"; never crash the process
-    if (state.unauthenticated >= (options.maxStartups ?? 10)) {
-      socket.destroy()
-      return
-    }
+): void {
+  const { options, state, connections } = config
+  if (!connections) return
+  socket.on("error", ignoreSocketError)
+  if (state.unauthenticated >= (options.maxStartups ?? 10)) {
+    socket.destroy()
+    return
+  }
+  connections.add(new ServedConnection(config, socket, peer))
+}
+
+/** The application's view of a connection. Its functions work detached too (`const { algorithms } = info`). */
+class ServedConnectionInfo implements ConnectionInfo {
+  readonly clientIdentification: () => string
+  readonly algorithms: () => KexSummary | undefined
+  constructor(
+    readonly id: number,
+    readonly remoteAddress: string | undefined,
+    readonly remotePort: number | undefined,
+    connection: ServedConnection<unknown>
+  ) {
+    this.clientIdentification = () => connection.driver.endpoint.transport.peerIdentification ?? ""
+    this.algorithms = () => connection.summary
+  }
+}
+
+/**
+ * One connection, from the identification line to the close. It is driven by the socket's
+ * callbacks; fibers exist only while there is work for them (authentication, a session, a
+ * global request being answered), so an idle authenticated connection holds no fiber, queue or
+ * scope — only this object and the driver.
+ */
+class ServedConnection<R> implements DriverHandlers {
+  readonly info: ServedConnectionInfo
+  readonly driver: Driver
+  summary: KexSummary | undefined
+  /** Who authenticated, and what the authentication allows; set once. */
+  username: string | undefined
+  restrictions: Restrictions = UNRESTRICTED
+  private preAuth = true
+  private noMoreSessions = false
+  private loginGrace: ReturnType<typeof setTimeout> | undefined
+  /** Authentication requests for the auth loop, while it runs. */
+  private authSignals: Inbox<AuthSignal> | undefined
+  /** Global requests waiting for their answer, answered in order by one fiber at a time. */
+  private globalRequests: Array<GlobalRequest> | undefined
+  private answering = false
+  /** This connection's running fibers, interrupted when it closes. */
+  private fibers: Set<Fiber.RuntimeFiber<void>> | undefined
+  private onFinished: (() => void) | undefined
+
+  constructor(
+    readonly config: ConnectionConfig<R>,
+    socket: Duplex,
+    peer: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined }
+  ) {
+    const state = config.state
     state.unauthenticated++
     state.open++
-    let preAuth = true
-    let authenticatedUser: string | undefined
-    let granted: Restrictions = UNRESTRICTED
-    const leavePreAuth = () => {
-      if (!preAuth) return
-      preAuth = false
-      state.unauthenticated--
-    }
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        leavePreAuth()
-        state.open--
-        if (authenticatedUser !== undefined) state.authenticated--
-      })
-    )
-
-    const run = yield* FiberSet.makeRuntime<R>()
-    const authSignals = yield* Queue.unbounded<AuthSignal>()
-    // answered in order by a fiber that exists only while requests are waiting: an idle
-    // connection holds no fiber for them
-    const globalRequests: Array<Extract<ConnectionEvent, { _tag: "GlobalRequest" }>> = []
-    let answerGlobalRequest: ((request: Extract<ConnectionEvent, { _tag: "GlobalRequest" }>) => Effect.Effect<void, never, R>) | undefined
-    let answering = false
-    const answerGlobalRequests = () => {
-      if (answering || !answerGlobalRequest || globalRequests.length === 0) return
-      answering = true
-      const answer = answerGlobalRequest
-      run(
-        Effect.gen(function* () {
-          for (let next = globalRequests.shift(); next !== undefined; next = globalRequests.shift()) yield* answer(next)
-        }).pipe(Effect.ensuring(Effect.sync(() => (answering = false))))
+    this.info = new ServedConnectionInfo(state.nextId++, peer.remoteAddress, peer.remotePort, this as ServedConnection<unknown>)
+    this.driver = new Driver(socket, config.endpoint, this)
+    this.loginGrace = setTimeout(() => {
+      const seconds = config.loginGraceMs / 1000
+      this.driver.run((e) =>
+        e.transport.abort(new ProtocolError("timeout", `login grace time of ${seconds} s exceeded`, DisconnectReason.BY_APPLICATION))
       )
+    }, config.loginGraceMs)
+    this.driver.onClose(() => this.closed())
+  }
+
+  onEvent(event: EndpointEvent): void {
+    if (event._tag === "KexDone") this.summary = event.summary
+    else if (event._tag === "ServerAuth") this.authSignal(event.event)
+    else if (event._tag === "Closed") this.authSignals?.offer({ _tag: "Closed" })
+  }
+
+  onGlobalRequest(event: GlobalRequest): void {
+    // set at once: a session open may follow in the same read, before the answering fiber runs
+    if (event.name === "no-more-sessions@openssh.com") this.noMoreSessions = true
+    ;(this.globalRequests ??= []).push(event)
+    this.answerGlobalRequests()
+  }
+
+  onChannelOpen(event: Extract<ConnectionEvent, { _tag: "ChannelOpenRequest" }>): void {
+    const { onSession } = this.config.options
+    if (event.type !== "session") {
+      this.driver.run((e) => e.connection.rejectChannel(event.id, ChannelOpenFailure.UNKNOWN_CHANNEL_TYPE, `unsupported channel type ${event.type}`))
+      return
     }
-    let summary: KexSummary | undefined
-    let noMoreSessions = false
-    const maxAuthTries = options.maxAuthTries ?? 6
-
-    const connection: ConnectionInfo = {
-      id: state.nextId++,
-      remoteAddress: peer.remoteAddress,
-      remotePort: peer.remotePort,
-      clientIdentification: () => driver.endpoint.transport.peerIdentification ?? "",
-      algorithms: () => summary
+    if (this.noMoreSessions || !onSession) {
+      const why = this.noMoreSessions ? "no-more-sessions@openssh.com was sent" : "sessions are not served"
+      this.driver.run((e) => e.connection.rejectChannel(event.id, ChannelOpenFailure.ADMINISTRATIVELY_PROHIBITED, why))
+      return
     }
+    const channel = this.driver.acceptChannel(event.id, "session")
+    this.fork(runSession(channel, this.info, this.username ?? "", this.restrictions, onSession))
+  }
 
-    const extInfo: ReadonlyArray<readonly [string, Uint8Array]> = [["server-sig-algs", encoder.encode(USER_AUTH_SIGNATURE_ALGORITHMS.join(","))]]
-    const driver: Driver = new Driver(
-      socket,
-      {
-        role: "server",
-        software: options.ident ?? `effect_ssh_${VERSION}`,
-        algorithms: config.algorithms,
-        hostKeys: config.signers,
-        extInfo,
-        ...(options.greeting !== undefined ? { greeting: options.greeting } : {}),
-        // the server refuses the attempt after the last allowed one itself, before the core would
-        auth: { maxAuthTries: maxAuthTries + 1 },
-        connection: {
-          ...(options.maxChannels !== undefined ? { maxChannels: options.maxChannels } : {}),
-          ...(options.maxPendingGlobalRequests !== undefined ? { maxPendingGlobalRequests: options.maxPendingGlobalRequests } : {})
-        },
-        ...(options.rekeyBytes !== undefined ? { rekeyBytes: options.rekeyBytes } : {}),
-        ...(options.rekeyInterval !== undefined ? { rekeyIntervalMs: Duration.toMillis(options.rekeyInterval) } : {})
-      },
-      {
-        onEvent: (event) => {
-          if (event._tag === "KexDone") summary = event.summary
-          else if (event._tag === "ServerAuth") Queue.unsafeOffer(authSignals, event.event)
-          else if (event._tag === "Closed") Queue.unsafeOffer(authSignals, { _tag: "Closed" })
-        },
-        onGlobalRequest: (event) => {
-          // set at once: a session open may follow in the same read, before the loop below runs
-          if (event.name === "no-more-sessions@openssh.com") noMoreSessions = true
-          globalRequests.push(event)
-          answerGlobalRequests()
-        },
-        onChannelOpen: (event, d) => {
-          if (event.type !== "session") {
-            d.run((e) => e.connection.rejectChannel(event.id, ChannelOpenFailure.UNKNOWN_CHANNEL_TYPE, `unsupported channel type ${event.type}`))
-            return
-          }
-          if (noMoreSessions || !options.onSession) {
-            const why = noMoreSessions ? "no-more-sessions@openssh.com was sent" : "sessions are not served"
-            d.run((e) => e.connection.rejectChannel(event.id, ChannelOpenFailure.ADMINISTRATIVELY_PROHIBITED, why))
-            return
-          }
-          const channel = d.acceptChannel(event.id, "session")
-          run(runSession(channel, connection, authenticatedUser ?? "", granted, options.onSession))
-        }
-      }
-    )
-    yield* Effect.addFinalizer(() =>
-      Effect.async<void>((resume) => {
-        driver.disconnect(DisconnectReason.BY_APPLICATION, "server shutting down")
-        driver.onClose(() => resume(Effect.void))
-      })
-    )
+  /** Disconnects for the server's shutdown; `done` runs once this connection has finished. */
+  shutdown(done: () => void): void {
+    this.onFinished = done
+    this.driver.disconnect(DisconnectReason.BY_APPLICATION, "server shutting down")
+  }
 
-    const graceMs = Duration.toMillis(options.loginGraceTime ?? "120 seconds")
-    // released once authenticated: the interrupted fiber's state would otherwise stay reachable
-    // from this closure scope for the whole life of an idle connection
-    let graceTimer: Fiber.RuntimeFiber<void> | undefined = run(
-      Effect.sleep(graceMs).pipe(
-        Effect.zipRight(
+  /** Called by the auth loop once the application accepted; USERAUTH_SUCCESS is already sent. */
+  authenticated(username: string, restrictions: Restrictions): void {
+    this.username = username
+    this.restrictions = restrictions
+    this.config.state.authenticated++
+    this.leavePreAuth()
+    clearTimeout(this.loginGrace)
+    this.loginGrace = undefined
+    // hostkeys-00@openssh.com (draft-miller-sshm-hostkey-update): every host key, for UpdateHostKeys
+    this.driver.globalRequest("hostkeys-00@openssh.com", this.config.hostKeysAnnouncement)
+    this.answerGlobalRequests()
+    const ping = keepalive(this.driver, this.config.options.keepaliveInterval, this.config.options.keepaliveCountMax)
+    if (ping) this.fork(ping)
+  }
+
+  /** Starts the auth loop at the first request; it ends with the authentication, taking its state with it. */
+  private authSignal(signal: ServerAuthEvent): void {
+    let signals = this.authSignals
+    if (!signals) {
+      // the loop ends with the authentication or the connection: nothing waits for a later signal
+      if (this.username !== undefined || this.driver.closed) return
+      signals = this.authSignals = new Inbox<AuthSignal>()
+      signals.offer(signal)
+      // not immediate: the loop answers from the scheduler, never inside the driver's pump
+      this.fork(
+        authLoop(this, signals).pipe(Effect.ensuring(Effect.sync(() => (this.authSignals = undefined)))),
+        { immediate: false }
+      )
+      return
+    }
+    signals.offer(signal)
+  }
+
+  private answerGlobalRequests(): void {
+    const queue = this.globalRequests
+    if (this.answering || this.username === undefined || !queue || queue.length === 0) return
+    this.answering = true
+    const self = this
+    this.fork(
+      Effect.gen(function* () {
+        for (let next = queue.shift(); next !== undefined; next = queue.shift()) yield* answerGlobalRequest(self, next)
+      }).pipe(
+        Effect.ensuring(
           Effect.sync(() => {
-            if (authenticatedUser !== undefined) return
-            driver.run((e) =>
-              e.transport.abort(new ProtocolError("timeout", `login grace time of ${graceMs / 1000} s exceeded`, DisconnectReason.BY_APPLICATION))
-            )
+            this.answering = false
+            if (this.globalRequests === queue && queue.length === 0) this.globalRequests = undefined
           })
         )
       )
     )
+  }
 
-    const onAuthenticated = (username: string, restrictions: Restrictions) =>
-      Effect.gen(function* () {
-        authenticatedUser = username
-        granted = restrictions
-        state.authenticated++
-        leavePreAuth()
-        if (graceTimer) yield* Fiber.interruptFork(graceTimer)
-        graceTimer = undefined
-        // hostkeys-00@openssh.com (draft-miller-sshm-hostkey-update): every host key, for UpdateHostKeys
-        driver.globalRequest("hostkeys-00@openssh.com", concatBytes(...config.plainSigners.map((s) => message((w) => w.string(s.blob)))))
-        answerGlobalRequest = globalRequestAnswerer(driver, config, connection, username, restrictions)
-        answerGlobalRequests()
-        const ping = keepalive(driver, options.keepaliveInterval, options.keepaliveCountMax)
-        if (ping) run(ping)
+  /** Runs `effect` with the server's runtime, as one of this connection's fibers. */
+  private fork(effect: Effect.Effect<void, never, R>, options?: Runtime.RunForkOptions): void {
+    if (this.driver.closed) return
+    const fiber = this.config.run(effect, options)
+    const fibers = (this.fibers ??= new Set())
+    fibers.add(fiber)
+    fiber.addObserver(() => {
+      fibers.delete(fiber)
+      if (fibers.size === 0 && this.fibers === fibers) this.fibers = undefined
+    })
+  }
+
+  private leavePreAuth(): void {
+    if (!this.preAuth) return
+    this.preAuth = false
+    this.config.state.unauthenticated--
+  }
+
+  /** The driver closed: the connection's fibers are interrupted, then it is counted out. */
+  private closed(): void {
+    clearTimeout(this.loginGrace)
+    this.loginGrace = undefined
+    const fibers = this.fibers ? [...this.fibers] : []
+    this.fibers = undefined
+    let running = fibers.length
+    if (running === 0) return this.finish()
+    for (const fiber of fibers) {
+      fiber.addObserver(() => {
+        if (--running === 0) this.finish()
       })
+      fiber.unsafeInterruptAsFork(FiberId.none)
+    }
+  }
 
-    run(authLoop(driver, authSignals, options, connection, maxAuthTries, onAuthenticated))
-
-    yield* Effect.async<void>((resume) => driver.onClose(() => resume(Effect.void)))
-  })
+  private finish(): void {
+    const state = this.config.state
+    this.leavePreAuth()
+    state.open--
+    if (this.username !== undefined) state.authenticated--
+    this.config.connections?.delete(this)
+    this.onFinished?.()
+  }
 }
 
 /** Reads authentication requests one at a time and answers each with the application's decision. */
-function authLoop<R>(
-  driver: Driver,
-  signals: Queue.Queue<AuthSignal>,
-  options: ServerOptions<R>,
-  connection: ConnectionInfo,
-  maxAuthTries: number,
-  onAuthenticated: (username: string, restrictions: Restrictions) => Effect.Effect<void>
-): Effect.Effect<void, never, R> {
+function authLoop<R>(conn: ServedConnection<R>, signals: Inbox<AuthSignal>): Effect.Effect<void, never, R> {
+  const { driver, info: connection } = conn
+  const { options, maxAuthTries } = conn.config
   return Effect.gen(function* () {
     let lookahead: AuthSignal | undefined
     let failures = 0
@@ -694,19 +799,16 @@ function authLoop<R>(
     let carried: Restrictions = UNRESTRICTED
     const methods = options.authMethods ?? DEFAULT_AUTH_METHODS
     const auth = () => driver.endpoint.serverAuth
-    const next = Effect.suspend(() => {
-      const l = lookahead
-      lookahead = undefined
-      return l ? Effect.succeed(l) : Queue.take(signals)
-    })
-    const reject = (list: ReadonlyArray<string>, partial: boolean, counts: boolean) =>
-      Effect.sync(() => {
-        if (counts && !partial) failures++
-        driver.run(() => auth().reject(list, partial, counts))
-      })
+    function reject(list: ReadonlyArray<string>, partial: boolean, counts: boolean): void {
+      if (counts && !partial) failures++
+      driver.run(() => auth().reject(list, partial, counts))
+    }
+    // read once: every request then takes the time without an effect of its own
+    const clock = yield* Effect.clock
 
     for (;;) {
-      const signal = yield* next
+      const signal = lookahead ?? signals.poll() ?? (yield* signals.take)
+      lookahead = undefined
       if (signal._tag === "Closed") return
       if (signal._tag === "InfoResponse") {
         // an answer nobody asked for now: the core already refuses INFO_RESPONSE without a request
@@ -728,11 +830,10 @@ function authLoop<R>(
         )
         return
       }
-      const now = yield* Clock.currentTimeMillis
-      const context = toContext(request, connection, completed, now, (prompts, opts) =>
+      const context = toContext(request, connection, completed, clock.unsafeCurrentTimeMillis(), (prompts, opts) =>
         Effect.gen(function* () {
           driver.run(() => auth().infoRequest(opts?.name ?? "", opts?.instructions ?? "", prompts))
-          const answer = yield* Queue.take(signals)
+          const answer = yield* signals.take
           if (answer._tag === "InfoResponse") {
             if (answer.answers.length === prompts.length) return answer.answers
             driver.run((e) =>
@@ -746,11 +847,10 @@ function authLoop<R>(
       )
       if ("refused" in context) {
         yield* Effect.logDebug(`authentication request refused: ${context.refused}`)
-        yield* reject(methods, false, counts)
+        reject(methods, false, counts)
         continue
       }
       const decision = yield* options.authenticate(context).pipe(
-        Effect.map((d) => d as AuthDecision | "cancelled"),
         Effect.catchTag("AuthCancelled", () => Effect.succeed("cancelled" as const)),
         Effect.catchAllCause((cause) =>
           Effect.logWarning("authenticate handler failed; refusing the request", cause).pipe(Effect.as(AuthDecision.reject()))
@@ -761,7 +861,7 @@ function authLoop<R>(
         if (decision._tag === "Accept" || (decision._tag === "Reject" && decision.partialSuccess)) {
           driver.run(() => auth().publicKeyOk(context.algorithm, context.certificate?.blob ?? context.key.blob))
         } else {
-          yield* reject(decision._tag === "Reject" ? (decision.methods ?? methods) : methods, false, counts)
+          reject(decision._tag === "Reject" ? (decision.methods ?? methods) : methods, false, counts)
         }
         continue
       }
@@ -769,7 +869,7 @@ function authLoop<R>(
       const allowed = succeeds ? grantedRestrictions(carried, decision.restrictions, context) : carried
       if (typeof allowed === "string") {
         yield* Effect.logWarning(`refusing ${context.method} for ${context.username}: ${allowed}`)
-        yield* reject(methods, false, counts)
+        reject(methods, false, counts)
         continue
       }
       switch (decision._tag) {
@@ -779,13 +879,13 @@ function authLoop<R>(
             // delayed compression (zlib@openssh.com) starts right after USERAUTH_SUCCESS
             e.transport.authenticated()
           })
-          yield* onAuthenticated(request.username, allowed)
+          conn.authenticated(request.username, allowed)
           return
         case "PasswordChange":
           if (context.method === "password" && context.newPassword === undefined) {
             driver.run(() => auth().passwordChangeRequest(decision.prompt))
           } else {
-            yield* reject(methods, false, counts)
+            reject(methods, false, counts)
           }
           continue
         case "Reject":
@@ -793,12 +893,13 @@ function authLoop<R>(
             if (!completed.includes(context.method)) completed.push(context.method)
             carried = allowed
           }
-          yield* reject(decision.methods ?? methods, decision.partialSuccess ?? false, counts)
+          reject(decision.methods ?? methods, decision.partialSuccess ?? false, counts)
           continue
       }
     }
   })
 }
+
 
 /**
  * What a successful factor allows: what the earlier factors allowed, narrowed by the decision's
@@ -816,6 +917,15 @@ function clientAddress(connection: ConnectionInfo): string | undefined {
   return address?.toLowerCase().startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address
 }
 
+/** The key, or undefined when it cannot be read. */
+function readPublicKey(blob: Uint8Array): SshPublicKey | undefined {
+  try {
+    return parsePublicKeyBlob(blob)
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * The handler's view of a request, or why the server refuses it outright: an unknown method, a
  * key it cannot read, a signature algorithm it does not accept, a signature that does not
@@ -829,13 +939,6 @@ function toContext(
   prompt: Extract<AuthContext, { method: "keyboard-interactive" }>["prompt"]
 ): AuthContext | { readonly refused: string } {
   const base = { username: request.username, connection, completed: [...completed] }
-  const key = (blob: Uint8Array) => {
-    try {
-      return parsePublicKeyBlob(blob)
-    } catch {
-      return undefined
-    }
-  }
   if ("unknown" in request) return { refused: "unknown method" }
   switch (request.method) {
     case "none":
@@ -848,7 +951,7 @@ function toContext(
         ...(request.newPassword !== undefined ? { newPassword: Redacted.make(request.newPassword) } : {})
       }
     case "publickey": {
-      const k = key(request.key)
+      const k = readPublicKey(request.key)
       if (!k) return { refused: "unreadable public key" }
       if (!PUBLICKEY_ALGORITHMS.includes(request.algorithm) || !signatureAlgorithms(k.type).includes(request.algorithm)) {
         return { refused: `${request.algorithm} is not accepted for a ${k.type} key` }
@@ -859,14 +962,14 @@ function toContext(
       const address = clientAddress(connection)
       const verdict = checkCertificate(k.certificate, { certType: "user", now, ...(address !== undefined ? { clientAddress: address } : {}) })
       if (!verdict.ok) return { refused: verdict.message }
-      const certified = key(k.certificate.publicKey)
+      const certified = readPublicKey(k.certificate.publicKey)
       if (!certified) return { refused: "unreadable certified key" }
       return { ...common, key: certified, certificate: k.certificate }
     }
     case "keyboard-interactive":
       return { ...base, method: "keyboard-interactive", submethods: request.submethods, prompt }
     case "hostbased": {
-      const k = key(request.hostKey)
+      const k = readPublicKey(request.hostKey)
       if (!k || !request.signatureValid || !USER_AUTH_SIGNATURE_ALGORITHMS.includes(request.algorithm)) {
         return { refused: `hostbased ${request.algorithm}: unreadable key, unaccepted algorithm or bad signature` }
       }
@@ -883,42 +986,33 @@ function toContext(
   }
 }
 
-/** Answers the client's global requests in order: the OpenSSH ones here, the rest by the application. */
-function globalRequestAnswerer<R>(
-  driver: Driver,
-  config: ConnectionConfig<R>,
-  connection: ConnectionInfo,
-  username: string,
-  restrictions: Restrictions
-): (request: Extract<ConnectionEvent, { _tag: "GlobalRequest" }>) => Effect.Effect<void, never, R> {
-  const reply = (wantReply: boolean, result: boolean | Uint8Array) =>
+/** Answers one of the client's global requests: the OpenSSH ones here, the rest by the application. */
+function answerGlobalRequest<R>(conn: ServedConnection<R>, request: GlobalRequest): Effect.Effect<void, never, R> {
+  const { driver, config, restrictions } = conn
+  const reply = (result: boolean | Uint8Array) =>
     Effect.sync(() => {
-      if (!wantReply) return
-      driver.run((e) =>
-        typeof result === "boolean" ? e.connection.replyGlobalRequest(result) : e.connection.replyGlobalRequest(true, result)
-      )
+      if (!request.wantReply) return
+      driver.run((e) => (typeof result === "boolean" ? e.connection.replyGlobalRequest(result) : e.connection.replyGlobalRequest(true, result)))
     })
-  const handle = (request: Extract<ConnectionEvent, { _tag: "GlobalRequest" }>): Effect.Effect<void, never, R> => {
-    switch (request.name) {
-      case "no-more-sessions@openssh.com":
-        return reply(request.wantReply, true)
-      case "keepalive@openssh.com":
-        // any answer proves liveness; OpenSSH answers failure too
-        return reply(request.wantReply, false)
-      case "hostkeys-prove-00@openssh.com":
-        return reply(request.wantReply, proveHostKeys(driver, config.plainSigners, request.data) ?? false)
-      case "tcpip-forward":
-      case "streamlocal-forward@openssh.com":
-        if (!restrictions.portForwarding) return reply(request.wantReply, false)
-    }
-    const handler = config.options.onGlobalRequest
-    if (!handler) return reply(request.wantReply, false)
-    return handler({ name: request.name, wantReply: request.wantReply, data: request.data, username, connection, restrictions }).pipe(
-      Effect.catchAllCause((cause) => Effect.logWarning("global request handler failed", cause).pipe(Effect.as(false))),
-      Effect.flatMap((result) => reply(request.wantReply, result))
-    )
+  switch (request.name) {
+    case "no-more-sessions@openssh.com":
+      return reply(true)
+    case "keepalive@openssh.com":
+      // any answer proves liveness; OpenSSH answers failure too
+      return reply(false)
+    case "hostkeys-prove-00@openssh.com":
+      return reply(proveHostKeys(driver, config.plainSigners, request.data) ?? false)
+    case "tcpip-forward":
+    case "streamlocal-forward@openssh.com":
+      if (!restrictions.portForwarding) return reply(false)
   }
-  return handle
+  const handler = config.options.onGlobalRequest
+  if (!handler) return reply(false)
+  const { name, wantReply, data } = request
+  return handler({ name, wantReply, data, username: conn.username ?? "", connection: conn.info, restrictions }).pipe(
+    Effect.catchAllCause((cause) => Effect.logWarning("global request handler failed", cause).pipe(Effect.as(false))),
+    Effect.flatMap(reply)
+  )
 }
 
 /**
@@ -966,7 +1060,7 @@ function runSession<R>(
   restrictions: Restrictions,
   onSession: (session: ServerSession) => Effect.Effect<void, never, R | Scope.Scope>
 ): Effect.Effect<void, never, R> {
-  const queue = Effect.runSync(Queue.unbounded<SessionRequest | null>())
+  const queue = new Inbox<SessionRequest | null>()
   let last: PendingAnswer | undefined
   const closeChannel = Effect.async<void>((resume) => {
     channel.close()
@@ -974,19 +1068,19 @@ function runSession<R>(
   })
   channel.onRequest = (request, wantReply, data) => {
     // decoded here, synchronously: a malformed request is a protocol error that ends the connection
-    Queue.unsafeOffer(queue, decodeSessionRequest(channel, request, wantReply, data))
+    queue.offer(decodeSessionRequest(channel, request, wantReply, data))
   }
-  channel.whenClosed(() => Queue.unsafeOffer(queue, null))
+  channel.whenClosed(() => queue.offer(null))
   const settleLast = () => {
     if (last && !last.answered) last.answer(false)
   }
   const pull: Effect.Effect<SessionRequest, Option.Option<never>> = Effect.suspend(() => {
     settleLast()
-    return Queue.take(queue)
+    return queue.take
   }).pipe(
     Effect.flatMap((r) => {
       if (r === null) {
-        Queue.unsafeOffer(queue, null) // later pulls end too
+        queue.offer(null) // later pulls end too
         return Effect.fail(Option.none())
       }
       last = (r as unknown as { readonly pending: PendingAnswer }).pending
@@ -1124,4 +1218,33 @@ function serverProcess(state: ChannelState): ServerProcess {
     exitSignal: (signal, o = {}) =>
       finish("exit-signal", encodeExitSignal({ signal, coreDumped: o.coreDumped ?? false, message: o.message ?? "", language: "" }))
   }
+}
+
+/**
+ * An unbounded FIFO that callbacks fill and fibers take from, as Queue.unbounded would, for
+ * a fraction of its allocation: one per connection while it authenticates, one per session.
+ */
+class Inbox<A> {
+  private readonly items: A[] = []
+  private readonly takers: Array<(item: Effect.Effect<A>) => void> = []
+
+  offer(item: A): void {
+    const taker = this.takers.shift()
+    if (taker) taker(Effect.succeed(item))
+    else this.items.push(item)
+  }
+
+  /** The next item if one is waiting, without suspending. */
+  poll(): A | undefined {
+    return this.items.shift()
+  }
+
+  readonly take: Effect.Effect<A> = Effect.async<A>((resume) => {
+    if (this.items.length > 0) return resume(Effect.succeed(this.items.shift() as A))
+    this.takers.push(resume)
+    return Effect.sync(() => {
+      const i = this.takers.indexOf(resume)
+      if (i >= 0) this.takers.splice(i, 1)
+    })
+  })
 }

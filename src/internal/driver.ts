@@ -84,25 +84,28 @@ export class Driver {
     this.endpoint = new Endpoint(config)
     const s = socket as Duplex & { setNoDelay?: (v: boolean) => void }
     s.setNoDelay?.(true)
-    const receive = (chunk: Uint8Array) => {
-      this.endpoint.receive(chunk)
-      this.pump()
-    }
-    if (reader) reader.attach(receive)
-    else socket.on("data", receive)
+    // the listeners call methods: fewer closures kept alive by every idle connection
+    if (reader) reader.attach((chunk) => this.receive(chunk))
+    else socket.on("data", (chunk: Uint8Array) => this.receive(chunk))
     socket.on("drain", () => {
       this.socketBlocked = false
       const waiters = this.drainWaiters
       this.drainWaiters = []
       for (const w of waiters) w()
     })
-    const lost = (description: string) => {
-      this.endpoint.transport.connectionLost(description)
-      this.pump()
-    }
-    socket.on("end", () => lost("the peer closed the connection"))
-    socket.on("close", () => lost("the connection closed"))
-    socket.on("error", (e: Error) => lost(`socket error: ${e.message}`))
+    socket.on("end", () => this.lost("the peer closed the connection"))
+    socket.on("close", () => this.lost("the connection closed"))
+    socket.on("error", (e: Error) => this.lost(`socket error: ${e.message}`))
+    this.pump()
+  }
+
+  private receive(chunk: Uint8Array): void {
+    this.endpoint.receive(chunk)
+    this.pump()
+  }
+
+  private lost(description: string): void {
+    this.endpoint.transport.connectionLost(description)
     this.pump()
   }
 
