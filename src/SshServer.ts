@@ -1097,10 +1097,12 @@ function runSession<R>(
     requests: Stream.repeatEffectOption(pull),
     close: closeChannel
   }
-  const whenClosed = Effect.async<void>((resume) => channel.whenClosed(() => resume(Effect.void)))
-  return Effect.scoped(onSession(session)).pipe(
-    Effect.catchAllCause((cause) => Effect.logWarning("session handler failed", cause)),
-    Effect.raceFirst(whenClosed),
+  // the channel's close ends the handler: interrupted from the close callback, without a racing fiber
+  const handler = Effect.withFiberRuntime<void, never, R>((fiber) => {
+    channel.whenClosed(() => fiber.unsafeInterruptAsFork(FiberId.none))
+    return Effect.scoped(onSession(session)).pipe(Effect.catchAllCause((cause) => Effect.logWarning("session handler failed", cause)))
+  })
+  return handler.pipe(
     Effect.ensuring(
       Effect.suspend(() => {
         settleLast()

@@ -353,6 +353,49 @@ function rawConnection(port: number, send?: Uint8Array) {
   return { socket, closed, received: () => Buffer.concat(chunks) }
 }
 
+describe("session handler lifetime", () => {
+  it("a channel closed by the client interrupts its session handler, whose finalizers run", async () => {
+    const events: string[] = []
+    const srv = await startServer({
+      hostKeys: [hostKey],
+      authenticate,
+      onSession: () =>
+        Effect.gen(function* () {
+          yield* Effect.addFinalizer(() => Effect.sync(() => events.push("finalized")))
+          events.push("started")
+          return yield* Effect.never
+        })
+    })
+    try {
+      await run(
+        Effect.gen(function* () {
+          const ssh = yield* SshClient.connect({
+            port: srv.port,
+            username: "alice",
+            auth: [SshAuth.password(Redacted.make(PASSWORD))],
+            hostVerifier: (key) => key.fingerprint === srv.server.hostKeys[0]!.fingerprint
+          })
+          const channel = yield* Effect.scoped(
+            Effect.gen(function* () {
+              const channel = yield* ssh.openSession
+              yield* Effect.sleep("50 millis")
+              expect(events).toEqual(["started"])
+              return channel
+            })
+          )
+          // the scope closed the channel; the server saw the close and ended the handler
+          yield* channel.exit.pipe(Effect.ignore)
+          for (let i = 0; i < 100 && events.length < 2; i++) yield* Effect.sleep("10 millis")
+          expect(events).toEqual(["started", "finalized"])
+          expect((yield* srv.server.stats).connections).toBe(1)
+        })
+      )
+    } finally {
+      await srv.stop()
+    }
+  })
+})
+
 describe("server limits", () => {
   let srv: RunningServer
   const passwordsSeen: string[] = []
