@@ -73,6 +73,7 @@ export class Driver {
   private readonly closeWaiters: Array<() => void> = []
   private timer: NodeJS.Timeout | undefined
   private timerDue: number | undefined
+  private acknowledgeSilentReads: boolean
 
   constructor(
     readonly socket: Duplex,
@@ -82,6 +83,7 @@ export class Driver {
     reader?: SocketReader
   ) {
     this.endpoint = new Endpoint(config)
+    this.acknowledgeSilentReads = config.role === "server"
     const s = socket as Duplex & { setNoDelay?: (v: boolean) => void }
     s.setNoDelay?.(true)
     // the listeners call methods: fewer closures kept alive by every idle connection
@@ -101,7 +103,26 @@ export class Driver {
 
   private receive(chunk: Uint8Array): void {
     this.endpoint.receive(chunk)
+    if (this.acknowledgeSilentReads) this.acknowledgeSilentRead()
     this.pump()
+  }
+
+  /**
+   * OpenSSH's client leaves Nagle's algorithm on until a session starts: after its NEWKEYS it
+   * holds the SERVICE_REQUEST until that segment is ACKed, and our kernel delays the ACK ~40 ms
+   * when we answer nothing. Before authentication, a read that leaves the server silent gets an
+   * IGNORE, which carries the ACK at once (not during the first key exchange: strict kex allows
+   * only kex messages there).
+   */
+  private acknowledgeSilentRead(): void {
+    const { transport } = this.endpoint
+    if (this.endpoint.authenticated) {
+      this.acknowledgeSilentReads = false
+      return
+    }
+    if (transport.pendingTransmit === 0 && transport.sessionId !== undefined && !transport.kexInProgress) {
+      this.endpoint.guard(() => transport.send(IGNORE))
+    }
   }
 
   private lost(description: string): void {
