@@ -396,20 +396,18 @@ export const fromTransport = (transport: SftpTransport): Effect.Effect<Sftp, Sft
         })
       )
 
-    /** Writes `data` at `offset` in pieces of `size`, waiting for a free slot before each. */
-    const pipelineWrite = (pipeline: WritePipeline, offset: number, data: Uint8Array, size: number, operation: string, path: string) =>
+    /** Issues `count` writes in order through `issue`, waiting for a free pipeline slot before each. */
+    const writeInTurn = (pipeline: WritePipeline, count: number, issue: (i: number) => void, operation: string, path: string) =>
       Effect.suspend(() => {
-        let at = 0
+        let i = 0
         const step: Effect.Effect<void, SftpError> = Effect.suspend(() => {
-          while (at < data.length) {
+          while (i < count) {
             if (pipeline.failure) return Effect.fail(failureError(pipeline.failure, operation, path))
             if (!pipeline.ready) {
               flush()
               return Effect.zipRight(whenReady(pipeline), step)
             }
-            const piece = data.subarray(at, at + size)
-            pipeline.write(offset + at, piece)
-            at += piece.length
+            issue(i++)
           }
           flush()
           return Effect.void
@@ -417,7 +415,17 @@ export const fromTransport = (transport: SftpTransport): Effect.Effect<Sftp, Sft
         return step.pipe(Effect.ensuring(Effect.sync(flush)))
       })
 
-    /** Sends WRITEs made by encodeWriteHeader in order, waiting for a free slot before each. */
+    /** Writes `data` at `offset` in pieces of `size`. */
+    const pipelineWrite = (pipeline: WritePipeline, offset: number, data: Uint8Array, size: number, operation: string, path: string) =>
+      writeInTurn(
+        pipeline,
+        Math.ceil(data.length / size),
+        (i) => pipeline.write(offset + i * size, data.subarray(i * size, (i + 1) * size)),
+        operation,
+        path
+      )
+
+    /** Sends WRITEs made by encodeWriteHeader, in order. */
     const sendEncoded = (
       pipeline: WritePipeline,
       writes: ReadonlyArray<EncodedWrite>,
@@ -425,23 +433,16 @@ export const fromTransport = (transport: SftpTransport): Effect.Effect<Sftp, Sft
       operation: string,
       path: string
     ) =>
-      Effect.suspend(() => {
-        let i = 0
-        const step: Effect.Effect<void, SftpError> = Effect.suspend(() => {
-          while (i < writes.length) {
-            if (pipeline.failure) return Effect.fail(failureError(pipeline.failure, operation, path))
-            if (!pipeline.ready) {
-              flush()
-              return Effect.zipRight(whenReady(pipeline), step)
-            }
-            const w = writes[i++]!
-            pipeline.writeEncoded(w.offset, w.length, w.packet, reuse)
-          }
-          flush()
-          return Effect.void
-        })
-        return step.pipe(Effect.ensuring(Effect.sync(flush)))
-      })
+      writeInTurn(
+        pipeline,
+        writes.length,
+        (i) => {
+          const w = writes[i]!
+          pipeline.writeEncoded(w.offset, w.length, w.packet, reuse)
+        },
+        operation,
+        path
+      )
 
     const finishWrites = (pipeline: WritePipeline, operation: string, path: string) =>
       Effect.zipRight(
