@@ -117,8 +117,9 @@ async function serveOurs(config: ServeConfig): Promise<number> {
           Effect.succeed(
             ctx.method === "publickey" && allowed.equals(ctx.key.blob) ? SshServer.AuthDecision.accept : SshServer.AuthDecision.reject()
           ),
+        // forEachRequest, not Stream.runForEach over `requests`: the same loop without a Stream's ~0.3 ms
         onSession: (session) =>
-          Stream.runForEach(session.requests, (request) =>
+          session.forEachRequest((request) =>
             request._tag === "Exec"
               ? Effect.flatMap(request.accept, (p) => Effect.forkScoped(Effect.ignore(ourCommand(p, request.command))))
               : request.reject

@@ -122,7 +122,7 @@ export const sessionHandler = (backend: SftpFileSystem | SftpRequestHandler, opt
   return (session: ServerSession): Effect.Effect<void, never, Scope.Scope> =>
     Effect.suspend(() => {
       let started = false
-      return Stream.runForEach(session.requests, (request) => {
+      return session.forEachRequest((request) => {
         if (started || request._tag !== "Subsystem" || request.name !== "sftp") return request.reject
         started = true
         return request.accept.pipe(

@@ -103,7 +103,7 @@ export const execSession =
           else yield* proc.exit(status.code ?? 1)
         })
 
-      yield* Stream.runForEach(session.requests, (request) => {
+      yield* session.forEachRequest((request) => {
         switch (request._tag) {
           case "Pty":
             if (!ptySupported() || started) return request.reject

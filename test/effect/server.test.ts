@@ -354,6 +354,54 @@ function rawConnection(port: number, send?: Uint8Array) {
 }
 
 describe("session handler lifetime", () => {
+  it("forEachRequest takes the requests in order, as Stream.runForEach over requests does, and ends with the channel", async () => {
+    const seen: string[] = []
+    let ended = 0
+    const srv = await startServer({
+      hostKeys: [hostKey],
+      authenticate,
+      onSession: (session) => {
+        const env: Record<string, string> = {}
+        return session
+          .forEachRequest((req) => {
+            seen.push(req._tag)
+            switch (req._tag) {
+              case "Env":
+                env[req.name] = req.value
+                return req.accept
+              case "Exec":
+                if (req.command === "refuse") return req.reject
+                return Effect.flatMap(req.accept, (p) => Effect.forkScoped(Effect.ignore(Effect.zipRight(p.write(`${req.command}=${env[req.command] ?? ""}`), p.exit(0)))))
+              default:
+                return req.reject
+            }
+          })
+          .pipe(Effect.ignore, Effect.ensuring(Effect.sync(() => ended++)))
+      }
+    })
+    try {
+      await run(
+        Effect.gen(function* () {
+          const ssh = yield* SshClient.connect({
+            port: srv.port,
+            username: "alice",
+            auth: [SshAuth.password(Redacted.make(PASSWORD))],
+            hostVerifier: (key) => key.fingerprint === srv.server.hostKeys[0]!.fingerprint
+          })
+          const shown = yield* ssh.exec("GREETING", { env: { GREETING: "hello" } })
+          expect(text(shown.stdout)).toBe("GREETING=hello")
+          const refused = yield* Effect.either(ssh.exec("refuse"))
+          expect(refused._tag).toBe("Left")
+          for (let i = 0; i < 100 && ended < 2; i++) yield* Effect.sleep("10 millis")
+        })
+      )
+      expect(seen).toEqual(["Env", "Exec", "Exec"])
+      expect(ended).toBe(2)
+    } finally {
+      await srv.stop()
+    }
+  })
+
   it("a channel closed by the client interrupts its session handler, whose finalizers run", async () => {
     const events: string[] = []
     const srv = await startServer({
