@@ -354,6 +354,14 @@ function rawConnection(port: number, send?: Uint8Array) {
 }
 
 describe("session handler lifetime", () => {
+  const connectAlice = (srv: RunningServer) =>
+    SshClient.connect({
+      port: srv.port,
+      username: "alice",
+      auth: [SshAuth.password(Redacted.make(PASSWORD))],
+      hostVerifier: (key) => key.fingerprint === srv.server.hostKeys[0]!.fingerprint
+    })
+
   it("forEachRequest takes the requests in order, as Stream.runForEach over requests does, and ends with the channel", async () => {
     const seen: string[] = []
     let ended = 0
@@ -382,12 +390,7 @@ describe("session handler lifetime", () => {
     try {
       await run(
         Effect.gen(function* () {
-          const ssh = yield* SshClient.connect({
-            port: srv.port,
-            username: "alice",
-            auth: [SshAuth.password(Redacted.make(PASSWORD))],
-            hostVerifier: (key) => key.fingerprint === srv.server.hostKeys[0]!.fingerprint
-          })
+          const ssh = yield* connectAlice(srv)
           const shown = yield* ssh.exec("GREETING", { env: { GREETING: "hello" } })
           expect(text(shown.stdout)).toBe("GREETING=hello")
           const refused = yield* Effect.either(ssh.exec("refuse"))
@@ -417,12 +420,7 @@ describe("session handler lifetime", () => {
     try {
       await run(
         Effect.gen(function* () {
-          const ssh = yield* SshClient.connect({
-            port: srv.port,
-            username: "alice",
-            auth: [SshAuth.password(Redacted.make(PASSWORD))],
-            hostVerifier: (key) => key.fingerprint === srv.server.hostKeys[0]!.fingerprint
-          })
+          const ssh = yield* connectAlice(srv)
           const channel = yield* Effect.scoped(
             Effect.gen(function* () {
               const channel = yield* ssh.openSession
