@@ -4,26 +4,40 @@
  * 4-byte packet length is the additional authenticated data.
  */
 import { createCipheriv, createDecipheriv, type CipherGCMTypes } from "node:crypto"
+import type { NativeCiphers, NativeContext } from "./native.js"
 
 export const GCM_TAG_LENGTH = 16
 
-/** One direction's AES-GCM state: key and the running nonce. */
+/**
+ * One direction's AES-GCM state: key and the running nonce. With the native addon one OpenSSL
+ * context serves every packet; node:crypto needs a new cipher object per packet instead.
+ */
 export class AesGcmKeys {
   private readonly key: Buffer
   private readonly nonce: Buffer
+  private readonly native: { readonly ciphers: NativeCiphers; readonly ctx: NativeContext } | undefined
 
   constructor(
     private readonly algorithm: CipherGCMTypes,
     key: Uint8Array,
-    iv: Uint8Array
+    iv: Uint8Array,
+    direction: "encrypt" | "decrypt",
+    /** The native addon, or undefined for node:crypto alone. */
+    ciphers: NativeCiphers | undefined
   ) {
     if (iv.length < 12) throw new Error("AES-GCM needs a 12-byte IV")
     this.key = Buffer.from(key)
     this.nonce = Buffer.from(iv.subarray(0, 12))
+    this.native = ciphers && { ciphers, ctx: ciphers.gcmNew(this.key, direction === "encrypt") }
   }
 
   /** Encrypts `packet[4..bodyEnd]` in place, authenticating `packet[0..4]`; writes the tag after the body. */
   seal(packet: Uint8Array, bodyEnd: number): void {
+    const native = this.native
+    if (native !== undefined) {
+      if (!native.ciphers.gcmSeal(native.ctx, this.nonce, packet, bodyEnd)) throw new Error("AES-GCM encryption failed")
+      return
+    }
     const cipher = createCipheriv(this.algorithm, this.key, this.nonce, { authTagLength: GCM_TAG_LENGTH })
     cipher.setAAD(packet.subarray(0, 4))
     packet.set(cipher.update(packet.subarray(4, bodyEnd)), 4)
@@ -39,6 +53,12 @@ export class AesGcmKeys {
    * sends prefix, ciphertext, suffix: three writes a packet, and the data is never copied first.
    */
   sealAround(prefix: Buffer, data: Uint8Array, suffix: Buffer): Buffer {
+    const native = this.native
+    if (native !== undefined) {
+      const sealed = Buffer.allocUnsafe(data.length)
+      if (!native.ciphers.gcmSealAround(native.ctx, this.nonce, prefix, data, sealed, suffix)) throw new Error("AES-GCM encryption failed")
+      return sealed
+    }
     const cipher = createCipheriv(this.algorithm, this.key, this.nonce, { authTagLength: GCM_TAG_LENGTH })
     cipher.setAAD(prefix.subarray(0, 4))
     prefix.set(cipher.update(prefix.subarray(4)), 4)
@@ -53,6 +73,12 @@ export class AesGcmKeys {
 
   /** Decrypts `packet[4..bodyEnd]` and checks the tag after it; undefined when authentication fails. */
   open(packet: Uint8Array, bodyEnd: number): Buffer | undefined {
+    const native = this.native
+    if (native !== undefined) {
+      // Into a new buffer, not in place: the packet may lie in a socket's reused read buffer.
+      const plain = Buffer.allocUnsafe(bodyEnd - 4)
+      return native.ciphers.gcmOpen(native.ctx, this.nonce, packet, bodyEnd, plain) ? plain : undefined
+    }
     const decipher = createDecipheriv(this.algorithm, this.key, this.nonce, { authTagLength: GCM_TAG_LENGTH })
     this.advance()
     decipher.setAAD(packet.subarray(0, 4))

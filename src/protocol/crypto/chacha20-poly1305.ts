@@ -10,6 +10,7 @@
  * IV is counter as 8 little-endian bytes followed by the sequence number as 8 big-endian bytes.
  */
 import { createCipheriv, timingSafeEqual, type Cipher } from "node:crypto"
+import type { NativeCiphers, NativeContext } from "./native.js"
 import { poly1305 } from "./poly1305.js"
 
 export const CHACHA_POLY_TAG_LENGTH = 16
@@ -21,15 +22,27 @@ export class ChaChaPolyKeys {
   private readonly mainKey: Buffer
   private readonly headerKey: Buffer
   private readonly iv = Buffer.alloc(16)
+  /** The native addon's context (OpenSSL's chacha20 and Poly1305), when it is built. */
+  private readonly native: { readonly ciphers: NativeCiphers; readonly ctx: NativeContext } | undefined
 
-  constructor(key: Uint8Array) {
+  constructor(
+    key: Uint8Array,
+    /** The native addon, or undefined for node:crypto and our Poly1305. */
+    ciphers: NativeCiphers | undefined
+  ) {
     if (key.length < 64) throw new Error("chacha20-poly1305@openssh.com needs a 64-byte key")
     this.mainKey = Buffer.from(key.subarray(0, 32))
     this.headerKey = Buffer.from(key.subarray(32, 64))
+    this.native = ciphers && { ciphers, ctx: ciphers.chachaNew(key.subarray(0, 64)) }
   }
 
   /** XORs the 4-byte packet length field in place, encrypting or decrypting it. */
   cryptLength(sequence: number, field: Uint8Array): void {
+    const native = this.native
+    if (native !== undefined) {
+      if (!native.ciphers.chachaCryptLength(native.ctx, sequence, field)) throw new Error("chacha20 failed")
+      return
+    }
     const plain = this.stream(this.headerKey, sequence).update(field.subarray(0, 4))
     field.set(plain)
   }
@@ -39,6 +52,11 @@ export class ChaChaPolyKeys {
    * and writes the tag at `packet[bodyEnd..bodyEnd+16]`.
    */
   seal(sequence: number, packet: Uint8Array, bodyEnd: number): void {
+    const native = this.native
+    if (native !== undefined) {
+      if (!native.ciphers.chachaSeal(native.ctx, sequence, packet, bodyEnd)) throw new Error("chacha20-poly1305 encryption failed")
+      return
+    }
     const cipher = this.stream(this.mainKey, sequence)
     const polyKey = cipher.update(ZERO_BLOCK).subarray(0, 32)
     packet.set(cipher.update(packet.subarray(4, bodyEnd)), 4)
@@ -50,6 +68,12 @@ export class ChaChaPolyKeys {
    * returns the decrypted body; undefined when the tag is wrong.
    */
   open(sequence: number, packet: Uint8Array, bodyEnd: number): Buffer | undefined {
+    const native = this.native
+    if (native !== undefined) {
+      // Into a new buffer, not in place: the packet may lie in a socket's reused read buffer.
+      const plain = Buffer.allocUnsafe(bodyEnd - 4)
+      return native.ciphers.chachaOpen(native.ctx, sequence, packet, bodyEnd, plain) ? plain : undefined
+    }
     const cipher = this.stream(this.mainKey, sequence)
     const polyKey = cipher.update(ZERO_BLOCK).subarray(0, 32)
     const expected = poly1305(packet.subarray(0, bodyEnd), polyKey)

@@ -9,6 +9,7 @@ import { AesGcmKeys, GCM_TAG_LENGTH } from "../crypto/aes-gcm.js"
 import { CHACHA_POLY_TAG_LENGTH, ChaChaPolyKeys } from "../crypto/chacha20-poly1305.js"
 import { cipherEngine } from "../crypto/ciphers.js"
 import { createPacketMac, type PacketMac } from "../crypto/macs.js"
+import { nativeCiphers } from "../crypto/native.js"
 import { DisconnectReason, ProtocolError } from "../wire/errors.js"
 import { PacketCompressor, PacketDecompressor, type CompressionMethod } from "./compression.js"
 
@@ -82,7 +83,7 @@ function protectionFor(keys: DirectionKeys, direction: "encrypt" | "decrypt"): P
     case "aes-gcm":
       return {
         kind: "aes-gcm",
-        keys: new AesGcmKeys(engine.algorithm, key, iv),
+        keys: new AesGcmKeys(engine.algorithm, key, iv, direction, nativeCiphers),
         blockSize,
         tagLength: GCM_TAG_LENGTH,
         lengthOutsideAlignment: true
@@ -90,7 +91,7 @@ function protectionFor(keys: DirectionKeys, direction: "encrypt" | "decrypt"): P
     case "chacha20-poly1305":
       return {
         kind: "chacha20-poly1305",
-        keys: new ChaChaPolyKeys(key),
+        keys: new ChaChaPolyKeys(key, nativeCiphers),
         blockSize,
         tagLength: CHACHA_POLY_TAG_LENGTH,
         lengthOutsideAlignment: true
