@@ -87,8 +87,9 @@ export class Driver {
     const s = socket as Duplex & { setNoDelay?: (v: boolean) => void }
     s.setNoDelay?.(true)
     // the listeners call methods: fewer closures kept alive by every idle connection
-    if (reader) reader.attach((chunk) => this.receive(chunk))
-    else socket.on("data", (chunk: Uint8Array) => this.receive(chunk))
+    // onread reuses its buffer; a "data" event's chunk is new each time and ours to keep
+    if (reader) reader.attach((chunk) => this.receive(chunk, false))
+    else socket.on("data", (chunk: Uint8Array) => this.receive(chunk, true))
     socket.on("drain", () => {
       this.socketBlocked = false
       const waiters = this.drainWaiters
@@ -101,8 +102,8 @@ export class Driver {
     this.pump()
   }
 
-  private receive(chunk: Uint8Array): void {
-    this.endpoint.receive(chunk)
+  private receive(chunk: Uint8Array, given: boolean): void {
+    this.endpoint.receive(chunk, given)
     if (this.acknowledgeSilentReads) this.acknowledgeSilentRead()
     this.pump()
   }

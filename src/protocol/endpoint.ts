@@ -65,8 +65,9 @@ export class Endpoint {
     return this.clientAuthValue?.authenticated ?? this.serverAuthValue?.authenticated ?? this.serverAuthFinished
   }
 
-  receive(bytes: Uint8Array): void {
-    this.transport.receive(bytes)
+  /** Bytes read from the peer; `given` when the caller will not reuse them (Transport.receive). */
+  receive(bytes: Uint8Array, given = false): void {
+    this.transport.receive(bytes, given)
     this.drainTransport()
   }
 

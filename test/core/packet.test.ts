@@ -186,6 +186,39 @@ describe("round trip", () => {
   })
 })
 
+describe("received chunks, lent or given", () => {
+  it.each(["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes128-ctr"])(
+    "%s: a reused read buffer (lent, then detached and overwritten) and new chunks (given) decode alike",
+    (cipher) => {
+      const keys = keysFor(cipher, "hmac-sha2-256-etm@openssh.com")
+      const { encoder } = pair(keys)
+      const payloads = [...SIZES, 70000, 5].map((size, i) => payloadOf(size, i))
+      const wire = concat(payloads.map((p) => encoder.encode(p)))
+      for (const step of [1000, 7, 33000, 65536]) {
+        const lent = new PacketDecoder()
+        const given = new PacketDecoder()
+        lent.setKeys(keys)
+        given.setKeys(keys)
+        const reused = Buffer.alloc(step)
+        const fromLent: Array<Uint8Array> = []
+        const fromGiven: Array<Uint8Array> = []
+        for (let at = 0; at < wire.length; at += step) {
+          const chunk = wire.subarray(at, at + step)
+          reused.set(chunk)
+          lent.push(reused.subarray(0, chunk.length))
+          fromLent.push(...drain(lent))
+          lent.detach()
+          reused.fill(0xaa)
+          given.push(Buffer.from(chunk), true)
+          fromGiven.push(...drain(given))
+        }
+        expect(hexAll(fromLent)).toEqual(hexAll(payloads))
+        expect(hexAll(fromGiven)).toEqual(hexAll(payloads))
+      }
+    }
+  )
+})
+
 describe("gathered encoding (header and data given apart)", () => {
   it.each(COMBOS)("%s with %s decodes to the joined payload", (cipher, mac) => {
     const keys = keysFor(cipher, mac)

@@ -5,6 +5,7 @@
  */
 import { createCipheriv, createDecipheriv, type CipherGCMTypes } from "node:crypto"
 import type { NativeCiphers, NativeContext } from "./native.js"
+import { plaintextBuffer } from "./plaintext.js"
 
 export const GCM_TAG_LENGTH = 16
 
@@ -76,7 +77,7 @@ export class AesGcmKeys {
     const native = this.native
     if (native !== undefined) {
       // Into a new buffer, not in place: the packet may lie in a socket's reused read buffer.
-      const plain = Buffer.allocUnsafe(bodyEnd - 4)
+      const plain = plaintextBuffer(bodyEnd - 4)
       return native.ciphers.gcmOpen(native.ctx, this.nonce, packet, bodyEnd, plain) ? plain : undefined
     }
     const decipher = createDecipheriv(this.algorithm, this.key, this.nonce, { authTagLength: GCM_TAG_LENGTH })

@@ -296,16 +296,18 @@ export class PacketDecoder {
   }
 
   /**
-   * Takes received bytes. When nothing is pending the chunk is borrowed, not copied: packets
-   * are decoded straight from it, and `detach()` copies out whatever is left before the
-   * caller may reuse the chunk. Otherwise the chunk is appended to what is pending.
+   * Takes received bytes. When nothing is pending the chunk is used where it lies, not copied:
+   * packets are decoded straight from it. A chunk the caller will reuse is borrowed, and
+   * `detach()` copies out whatever is left before the caller gets it back; a `given` chunk
+   * (a socket's "data" event hands out a new buffer each time) is simply kept. Otherwise the
+   * chunk is appended to what is pending.
    */
-  push(chunk: Uint8Array): void {
+  push(chunk: Uint8Array, given = false): void {
     if (chunk.length === 0) return
     const live = this.end - this.start
     if (live === 0) {
       this.buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length)
-      this.borrowed = true
+      this.borrowed = !given
       this.start = 0
       this.end = chunk.length
       return

@@ -170,8 +170,12 @@ export class Transport {
 
   // ---- sans-IO interface -----------------------------------------------------------------
 
-  /** Bytes read from the peer. Errors are not thrown: they close the transport and surface as a `Closed` event. */
-  receive(bytes: Uint8Array): void {
+  /**
+   * Bytes read from the peer; `given` when the caller will not reuse them (see
+   * PacketDecoder.push). Errors are not thrown: they close the transport and surface as a
+   * `Closed` event.
+   */
+  receive(bytes: Uint8Array, given = false): void {
     if (this.closed) return
     try {
       if (this.peerVersion === undefined) {
@@ -182,7 +186,7 @@ export class Transport {
         this.events.push({ _tag: "Identification", version: id.version, prelude: id.prelude })
         bytes = id.rest
       }
-      if (bytes.length > 0) this.decoder.push(bytes)
+      if (bytes.length > 0) this.decoder.push(bytes, given)
       this.process()
     } catch (e) {
       this.abort(e)
