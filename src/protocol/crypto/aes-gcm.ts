@@ -5,7 +5,7 @@
  */
 import { createCipheriv, createDecipheriv, type CipherGCMTypes } from "node:crypto"
 import type { NativeCiphers, NativeContext } from "./native.js"
-import { plaintextBuffer } from "./plaintext.js"
+import { slabBuffer } from "./slab.js"
 
 export const GCM_TAG_LENGTH = 16
 
@@ -56,7 +56,7 @@ export class AesGcmKeys {
   sealAround(prefix: Buffer, data: Uint8Array, suffix: Buffer): Buffer {
     const native = this.native
     if (native !== undefined) {
-      const sealed = Buffer.allocUnsafe(data.length)
+      const sealed = slabBuffer(data.length)
       if (!native.ciphers.gcmSealAround(native.ctx, this.nonce, prefix, data, sealed, suffix)) throw new Error("AES-GCM encryption failed")
       return sealed
     }
@@ -77,7 +77,7 @@ export class AesGcmKeys {
     const native = this.native
     if (native !== undefined) {
       // Into a new buffer, not in place: the packet may lie in a socket's reused read buffer.
-      const plain = plaintextBuffer(bodyEnd - 4)
+      const plain = slabBuffer(bodyEnd - 4)
       return native.ciphers.gcmOpen(native.ctx, this.nonce, packet, bodyEnd, plain) ? plain : undefined
     }
     const decipher = createDecipheriv(this.algorithm, this.key, this.nonce, { authTagLength: GCM_TAG_LENGTH })

@@ -11,7 +11,7 @@
  */
 import { createCipheriv, timingSafeEqual, type Cipher } from "node:crypto"
 import type { NativeCiphers, NativeContext } from "./native.js"
-import { plaintextBuffer } from "./plaintext.js"
+import { slabBuffer } from "./slab.js"
 import { poly1305 } from "./poly1305.js"
 
 export const CHACHA_POLY_TAG_LENGTH = 16
@@ -72,7 +72,7 @@ export class ChaChaPolyKeys {
     const native = this.native
     if (native !== undefined) {
       // Into a new buffer, not in place: the packet may lie in a socket's reused read buffer.
-      const plain = plaintextBuffer(bodyEnd - 4)
+      const plain = slabBuffer(bodyEnd - 4)
       return native.ciphers.chachaOpen(native.ctx, sequence, packet, bodyEnd, plain) ? plain : undefined
     }
     const cipher = this.stream(this.mainKey, sequence)

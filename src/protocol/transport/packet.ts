@@ -316,8 +316,10 @@ export class PacketDecoder {
       if (!this.borrowed && live + chunk.length <= this.buf.length) {
         this.buf.copyWithin(0, this.start, this.end)
       } else {
-        // Headroom keeps byte-at-a-time feeding from reallocating on every push.
-        const grown = Buffer.allocUnsafe(live + chunk.length + 16384)
+        // Room for as much again: a bulk transfer whose packets straddle reads then compacts
+        // into this buffer from read to read instead of allocating one per read (payloads are
+        // never views of it), and byte-at-a-time feeding does not reallocate on every push.
+        const grown = Buffer.allocUnsafe(2 * (live + chunk.length) + 16384)
         this.buf.copy(grown, 0, this.start, this.end)
         this.buf = grown
         this.borrowed = false
