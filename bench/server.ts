@@ -197,10 +197,11 @@ async function serveSsh2(config: ServeConfig, noDelay: boolean): Promise<number>
 async function serve(name: ServerName, config: ServeConfig): Promise<void> {
   const port = name === "effect-ssh" ? await serveOurs(config) : await serveSsh2(config, name === "ssh2+nodelay")
   const gc = (globalThis as { gc?: () => void }).gc
-  process.on("message", (message: { readonly id: number; readonly op: "usage" | "exit" }) => {
+  process.on("message", (message: { readonly id: number; readonly op: "usage" | "exit"; readonly collect?: boolean }) => {
     if (message.op === "exit") process.exit(0)
-    // several passes: the first ones only promote what the second can free
-    for (let i = 0; i < 4; i++) gc?.()
+    // several passes: the first ones only promote what the second can free. Only for memory:
+    // forced collections would otherwise count as CPU of the transfer just measured.
+    if (message.collect) for (let i = 0; i < 4; i++) gc?.()
     const memory = process.memoryUsage()
     const cpu = process.cpuUsage()
     process.send!({ id: message.id, rss: memory.rss, heapUsed: memory.heapUsed, external: memory.external, cpuMs: (cpu.user + cpu.system) / 1000 })
@@ -222,7 +223,8 @@ interface Usage {
 interface ServerProcessHandle {
   readonly name: ServerName
   readonly port: number
-  readonly usage: () => Promise<Usage>
+  /** CPU and memory so far; `collect` runs full collections first (for the memory figures). */
+  readonly usage: (collect?: boolean) => Promise<Usage>
   readonly stop: () => Promise<void>
 }
 
@@ -253,11 +255,11 @@ function startServer(name: ServerName, config: ServeConfig): Promise<ServerProce
       resolve({
         name,
         port: (JSON.parse(line) as { port: number }).port,
-        usage: () =>
+        usage: (collect = false) =>
           new Promise((resolveUsage) => {
             const id = nextId++
             pending.set(id, resolveUsage)
-            child.send({ id, op: "usage" })
+            child.send({ id, op: "usage", collect })
           }),
         stop: async () => {
           child.send({ id: -1, op: "exit" })
@@ -448,14 +450,14 @@ interface MemoryGrowth {
 
 /** Opens IDLE authenticated connections and holds them: the server's growth per connection after GC. */
 async function holdIdle(server: ServerProcessHandle, target: Target): Promise<{ readonly growth: MemoryGrowth; readonly before: Usage }> {
-  const before = await server.usage()
+  const before = await server.usage(true)
   const clients: Array<Ssh2Client> = []
   // a few at a time: effect-ssh drops unauthenticated connections beyond maxStartups (10)
   for (let i = 0; i < IDLE; i += PARALLEL) {
     clients.push(...(await Promise.all(Array.from({ length: Math.min(PARALLEL, IDLE - i) }, () => ssh2Connect(target)))))
   }
   await new Promise((r) => setTimeout(r, 1000))
-  const after = await server.usage()
+  const after = await server.usage(true)
   await Promise.all(clients.map(ssh2Close))
   // closed sockets linger up to a second on both servers before they are freed
   await new Promise((r) => setTimeout(r, 2000))
