@@ -572,6 +572,27 @@ describe("SFTP read and write pipelines", () => {
     expect(client.outstanding).toBe(5)
   })
 
+  it("refills in batches of an eighth of its slots, so a batch leaves in one write", () => {
+    const client = new SftpClientSession()
+    client.receive(encodeVersion({ version: 3, extensions: [] }))
+    client.pollTransmit()
+    const pipeline = new ReadPipeline(client, handle, { start: 0, chunkSize: 10, concurrency: 16 })
+    const delivered: Array<number> = []
+    const pull = () => pipeline.pull((o) => o._tag === "data" && delivered.push(o.offset))
+    pull()
+    expect(client.pollTransmit()).toHaveLength(16)
+    client.receive(encodeResponse({ type: "data", id: 0, data: new Uint8Array(10) }))
+    pull()
+    // one slot free: below the batch of 2, nothing is sent yet
+    expect(client.pollTransmit() ?? []).toHaveLength(0)
+    expect(client.outstanding).toBe(15)
+    client.receive(encodeResponse({ type: "data", id: 1, data: new Uint8Array(10) }))
+    pull()
+    expect(client.pollTransmit()).toHaveLength(2)
+    expect(client.outstanding).toBe(16)
+    expect(delivered).toEqual([0, 10])
+  })
+
   it("reports the first failed write and stops sending", async () => {
     const client = new SftpClientSession()
     client.receive(encodeVersion({ version: 3, extensions: [] }))

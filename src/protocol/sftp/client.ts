@@ -258,6 +258,10 @@ export class ReadPipeline {
 
   private fill(): void {
     const end = this.options.end
+    // refill in batches of an eighth of the slots: the requests of a batch leave in one socket
+    // write, where one request per pull cost a system call (and a wake-up of the server) each
+    const free = this.options.concurrency - this.slots.length
+    if (this.slots.length > 0 && free < Math.max(1, this.options.concurrency >> 3)) return
     while (!this.finished && this.slots.length < this.options.concurrency && (end === undefined || this.nextOffset < end)) {
       const length = end === undefined ? this.options.chunkSize : Math.min(this.options.chunkSize, end - this.nextOffset)
       this.issue(this.slots.length, this.nextOffset, length)
