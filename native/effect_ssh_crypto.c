@@ -202,8 +202,6 @@ typedef struct {
   EVP_CIPHER_CTX* main;
   EVP_CIPHER_CTX* header;
   EVP_MAC_CTX* poly;
-  uint8_t main_key[32];
-  uint8_t header_key[32];
 } chacha_state;
 
 static void free_chacha(napi_env env, void* data, void* hint) {
@@ -236,8 +234,12 @@ static napi_value chacha_new(napi_env env, napi_callback_info info) {
     if (s != NULL) free_chacha(env, s, NULL);
     return fail(env, "chachaNew: OpenSSL has no chacha20 or Poly1305");
   }
-  memcpy(s->main_key, key, 32);
-  memcpy(s->header_key, key + 32, 32);
+  static const uint8_t zero_iv[16] = {0};
+  if (!EVP_EncryptInit_ex(s->main, EVP_chacha20(), NULL, key, zero_iv) ||
+      !EVP_EncryptInit_ex(s->header, EVP_chacha20(), NULL, key + 32, zero_iv)) {
+    free_chacha(env, s, NULL);
+    return fail(env, "chachaNew: OpenSSL refused the key");
+  }
   return wrap(env, s, free_chacha, &CHACHA_TAG);
 }
 
@@ -245,13 +247,14 @@ static chacha_state* chacha_of(napi_env env, napi_value value) {
   return (chacha_state*)unwrap(env, value, &CHACHA_TAG);
 }
 
-static int chacha_start(EVP_CIPHER_CTX* ctx, const uint8_t* key, uint32_t sequence) {
+/* Restarts a keyed stream at block 0 of `sequence`; only the IV changes, so no key setup per packet. */
+static int chacha_start(EVP_CIPHER_CTX* ctx, uint32_t sequence) {
   uint8_t iv[16] = {0};
   iv[12] = (uint8_t)(sequence >> 24);
   iv[13] = (uint8_t)(sequence >> 16);
   iv[14] = (uint8_t)(sequence >> 8);
   iv[15] = (uint8_t)sequence;
-  return EVP_EncryptInit_ex(ctx, EVP_chacha20(), NULL, key, iv);
+  return EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv);
 }
 
 /* Starts the main stream for a packet: block 0 gives the Poly1305 key, the payload starts at block 1. */
@@ -259,7 +262,7 @@ static int chacha_poly_start(chacha_state* s, uint32_t sequence) {
   static const uint8_t zero[64] = {0};
   uint8_t block[64];
   int written;
-  int ok = chacha_start(s->main, s->main_key, sequence) && EVP_EncryptUpdate(s->main, block, &written, zero, 64) &&
+  int ok = chacha_start(s->main, sequence) && EVP_EncryptUpdate(s->main, block, &written, zero, 64) &&
            EVP_MAC_init(s->poly, block, 32, NULL);
   OPENSSL_cleanse(block, sizeof(block));
   return ok;
@@ -280,7 +283,7 @@ static napi_value chacha_crypt_length(napi_env env, napi_callback_info info) {
   uint8_t* field = bytes_of(env, argv[2], &length);
   if (s == NULL || field == NULL || length < 4 || !sequence_of(env, argv[1], &sequence))
     return fail(env, "chachaCryptLength: bad arguments");
-  int ok = chacha_start(s->header, s->header_key, sequence) && EVP_EncryptUpdate(s->header, field, &written, field, 4);
+  int ok = chacha_start(s->header, sequence) && EVP_EncryptUpdate(s->header, field, &written, field, 4);
   return boolean(env, ok);
 }
 
