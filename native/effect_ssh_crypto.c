@@ -111,21 +111,30 @@ static int gcm_update(EVP_CIPHER_CTX* ctx, uint8_t* out, const uint8_t* in, size
 }
 
 /*
+ * The (ctx, nonce, packet, bodyEnd) arguments a GCM packet call starts with: a 12-byte nonce
+ * and a packet with room for the 4-byte length before bodyEnd and the tag after it.
+ */
+static int gcm_packet_args(napi_env env, napi_value* argv, EVP_CIPHER_CTX** ctx, uint8_t** nonce, uint8_t** packet, uint32_t* end) {
+  size_t nonce_length, length;
+  *ctx = cipher_of(env, argv[0]);
+  *nonce = bytes_of(env, argv[1], &nonce_length);
+  *packet = bytes_of(env, argv[2], &length);
+  return *ctx != NULL && *nonce != NULL && nonce_length == 12 && *packet != NULL &&
+         napi_get_value_uint32(env, argv[3], end) == napi_ok && *end >= 4 && (size_t)*end + TAG <= length && *end <= INT32_MAX;
+}
+
+/*
  * gcmSeal(ctx, nonce, packet, bodyEnd): encrypts packet[4..bodyEnd] in place, authenticating
  * packet[0..4], and writes the tag at packet[bodyEnd..bodyEnd+16]; advances the nonce.
  */
 static napi_value gcm_seal(napi_env env, napi_callback_info info) {
   napi_value argv[4];
-  size_t nonce_length, length;
+  EVP_CIPHER_CTX* ctx;
+  uint8_t *nonce, *p;
   uint32_t end;
   int written;
-  if (!get_args(env, info, 4, argv)) return fail(env, "gcmSeal(ctx, nonce, packet, bodyEnd)");
-  EVP_CIPHER_CTX* ctx = cipher_of(env, argv[0]);
-  uint8_t* nonce = bytes_of(env, argv[1], &nonce_length);
-  uint8_t* p = bytes_of(env, argv[2], &length);
-  if (ctx == NULL || nonce == NULL || nonce_length != 12 || p == NULL || napi_get_value_uint32(env, argv[3], &end) != napi_ok ||
-      end < 4 || (size_t)end + TAG > length || end > INT32_MAX)
-    return fail(env, "gcmSeal: bad arguments");
+  if (!get_args(env, info, 4, argv) || !gcm_packet_args(env, argv, &ctx, &nonce, &p, &end))
+    return fail(env, "gcmSeal(ctx, nonce, packet, bodyEnd): bad arguments");
   int ok = EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, nonce) && EVP_EncryptUpdate(ctx, NULL, &written, p, 4) &&
            gcm_update(ctx, p + 4, p + 4, end - 4) && EVP_EncryptFinal_ex(ctx, p + end, &written) &&
            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG, p + end);
@@ -170,18 +179,14 @@ static napi_value gcm_seal_around(napi_env env, napi_callback_info info) {
  */
 static napi_value gcm_open(napi_env env, napi_callback_info info) {
   napi_value argv[5];
-  size_t nonce_length, length, plain_length;
+  EVP_CIPHER_CTX* ctx;
+  uint8_t *nonce, *p, *plain;
+  size_t plain_length;
   uint32_t end;
   int written;
-  if (!get_args(env, info, 5, argv)) return fail(env, "gcmOpen(ctx, nonce, packet, bodyEnd, plain)");
-  EVP_CIPHER_CTX* ctx = cipher_of(env, argv[0]);
-  uint8_t* nonce = bytes_of(env, argv[1], &nonce_length);
-  uint8_t* p = bytes_of(env, argv[2], &length);
-  uint8_t* plain = bytes_of(env, argv[4], &plain_length);
-  if (ctx == NULL || nonce == NULL || nonce_length != 12 || p == NULL || plain == NULL ||
-      napi_get_value_uint32(env, argv[3], &end) != napi_ok || end < 4 || (size_t)end + TAG > length ||
-      plain_length != end - 4 || end > INT32_MAX)
-    return fail(env, "gcmOpen: bad arguments");
+  if (!get_args(env, info, 5, argv) || !gcm_packet_args(env, argv, &ctx, &nonce, &p, &end) ||
+      (plain = bytes_of(env, argv[4], &plain_length)) == NULL || plain_length != end - 4)
+    return fail(env, "gcmOpen(ctx, nonce, packet, bodyEnd, plain): bad arguments");
   uint8_t tag[TAG];
   memcpy(tag, p + end, TAG);
   int ok = EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, nonce) && EVP_DecryptUpdate(ctx, NULL, &written, p, 4) &&
@@ -272,6 +277,15 @@ static int sequence_of(napi_env env, napi_value value, uint32_t* sequence) {
   return napi_get_value_uint32(env, value, sequence) == napi_ok;
 }
 
+/* The (ctx, sequence, packet, bodyEnd) arguments a chacha20-poly1305 packet call starts with. */
+static int chacha_packet_args(napi_env env, napi_value* argv, chacha_state** s, uint32_t* sequence, uint8_t** packet, uint32_t* end) {
+  size_t length;
+  *s = chacha_of(env, argv[0]);
+  *packet = bytes_of(env, argv[2], &length);
+  return *s != NULL && *packet != NULL && sequence_of(env, argv[1], sequence) && napi_get_value_uint32(env, argv[3], end) == napi_ok &&
+         *end >= 4 && (size_t)*end + TAG <= length && *end <= INT32_MAX;
+}
+
 /* chachaCryptLength(ctx, sequence, field): XORs the 4-byte length field in place (both ways). */
 static napi_value chacha_crypt_length(napi_env env, napi_callback_info info) {
   napi_value argv[3];
@@ -290,15 +304,13 @@ static napi_value chacha_crypt_length(napi_env env, napi_callback_info info) {
 /* chachaSeal(ctx, sequence, packet, bodyEnd): encrypts packet[4..bodyEnd] in place, tag over packet[0..bodyEnd]. */
 static napi_value chacha_seal(napi_env env, napi_callback_info info) {
   napi_value argv[4];
-  size_t length, tag_length = TAG;
+  chacha_state* s;
+  uint8_t* p;
+  size_t tag_length = TAG;
   uint32_t sequence, end;
   int written;
-  if (!get_args(env, info, 4, argv)) return fail(env, "chachaSeal(ctx, sequence, packet, bodyEnd)");
-  chacha_state* s = chacha_of(env, argv[0]);
-  uint8_t* p = bytes_of(env, argv[2], &length);
-  if (s == NULL || p == NULL || !sequence_of(env, argv[1], &sequence) || napi_get_value_uint32(env, argv[3], &end) != napi_ok ||
-      end < 4 || (size_t)end + TAG > length || end > INT32_MAX)
-    return fail(env, "chachaSeal: bad arguments");
+  if (!get_args(env, info, 4, argv) || !chacha_packet_args(env, argv, &s, &sequence, &p, &end))
+    return fail(env, "chachaSeal(ctx, sequence, packet, bodyEnd): bad arguments");
   int ok = chacha_poly_start(s, sequence) && (end == 4 || EVP_EncryptUpdate(s->main, p + 4, &written, p + 4, (int)end - 4)) &&
            EVP_MAC_update(s->poly, p, end) && EVP_MAC_final(s->poly, p + end, &tag_length, TAG);
   return boolean(env, ok);
@@ -310,18 +322,15 @@ static napi_value chacha_seal(napi_env env, napi_callback_info info) {
  */
 static napi_value chacha_open(napi_env env, napi_callback_info info) {
   napi_value argv[5];
-  size_t length, plain_length, tag_length = TAG;
+  chacha_state* s;
+  uint8_t *p, *plain;
+  size_t plain_length, tag_length = TAG;
   uint32_t sequence, end;
   int written;
   uint8_t expected[TAG];
-  if (!get_args(env, info, 5, argv)) return fail(env, "chachaOpen(ctx, sequence, packet, bodyEnd, plain)");
-  chacha_state* s = chacha_of(env, argv[0]);
-  uint8_t* p = bytes_of(env, argv[2], &length);
-  uint8_t* plain = bytes_of(env, argv[4], &plain_length);
-  if (s == NULL || p == NULL || plain == NULL || !sequence_of(env, argv[1], &sequence) ||
-      napi_get_value_uint32(env, argv[3], &end) != napi_ok || end < 4 || (size_t)end + TAG > length ||
-      plain_length != end - 4 || end > INT32_MAX)
-    return fail(env, "chachaOpen: bad arguments");
+  if (!get_args(env, info, 5, argv) || !chacha_packet_args(env, argv, &s, &sequence, &p, &end) ||
+      (plain = bytes_of(env, argv[4], &plain_length)) == NULL || plain_length != end - 4)
+    return fail(env, "chachaOpen(ctx, sequence, packet, bodyEnd, plain): bad arguments");
   int ok = chacha_poly_start(s, sequence) && EVP_MAC_update(s->poly, p, end) &&
            EVP_MAC_final(s->poly, expected, &tag_length, TAG) && CRYPTO_memcmp(expected, p + end, TAG) == 0 &&
            (end == 4 || EVP_EncryptUpdate(s->main, plain, &written, p + 4, (int)end - 4));
