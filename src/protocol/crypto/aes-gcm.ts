@@ -4,37 +4,45 @@
  * 4-byte packet length is the additional authenticated data.
  */
 import { createCipheriv, createDecipheriv, type CipherGCMTypes } from "node:crypto"
-import type { NativeCiphers, NativeContext } from "./native.js"
+import { NATIVE_FROM, type NativeCiphers, type NativeContext } from "./native.js"
 import { slabBuffer } from "./slab.js"
 
 export const GCM_TAG_LENGTH = 16
 
 /**
  * One direction's AES-GCM state: key and the running nonce. With the native addon one OpenSSL
- * context serves every packet; node:crypto needs a new cipher object per packet instead.
+ * context serves every packet once bulk data flows; node:crypto needs a new cipher object per
+ * packet instead. Both advance the same nonce, so a direction may switch at any packet.
  */
 export class AesGcmKeys {
   private readonly key: Buffer
   private readonly nonce: Buffer
-  private readonly native: { readonly ciphers: NativeCiphers; readonly ctx: NativeContext } | undefined
+  private native: { readonly ciphers: NativeCiphers; readonly ctx: NativeContext } | undefined
 
   constructor(
     private readonly algorithm: CipherGCMTypes,
     key: Uint8Array,
     iv: Uint8Array,
-    direction: "encrypt" | "decrypt",
+    private readonly direction: "encrypt" | "decrypt",
     /** The native addon, or undefined for node:crypto alone. */
-    ciphers: NativeCiphers | undefined
+    private readonly ciphers: NativeCiphers | undefined
   ) {
     if (iv.length < 12) throw new Error("AES-GCM needs a 12-byte IV")
     this.key = Buffer.from(key)
     this.nonce = Buffer.from(iv.subarray(0, 12))
-    this.native = ciphers && { ciphers, ctx: ciphers.gcmNew(this.key, direction === "encrypt") }
+  }
+
+  /** The addon's context once a packet of NATIVE_FROM bytes has come; undefined: node:crypto serves. */
+  private nativeFor(size: number): { readonly ciphers: NativeCiphers; readonly ctx: NativeContext } | undefined {
+    if (this.native === undefined && this.ciphers !== undefined && size >= NATIVE_FROM) {
+      this.native = { ciphers: this.ciphers, ctx: this.ciphers.gcmNew(this.key, this.direction === "encrypt") }
+    }
+    return this.native
   }
 
   /** Encrypts `packet[4..bodyEnd]` in place, authenticating `packet[0..4]`; writes the tag after the body. */
   seal(packet: Uint8Array, bodyEnd: number): void {
-    const native = this.native
+    const native = this.nativeFor(bodyEnd - 4)
     if (native !== undefined) {
       if (!native.ciphers.gcmSeal(native.ctx, this.nonce, packet, bodyEnd)) throw new Error("AES-GCM encryption failed")
       return
@@ -54,7 +62,7 @@ export class AesGcmKeys {
    * sends prefix, ciphertext, suffix: three writes a packet, and the data is never copied first.
    */
   sealAround(prefix: Buffer, data: Uint8Array, suffix: Buffer): Buffer {
-    const native = this.native
+    const native = this.nativeFor(data.length)
     if (native !== undefined) {
       const sealed = slabBuffer(data.length)
       if (!native.ciphers.gcmSealAround(native.ctx, this.nonce, prefix, data, sealed, suffix)) throw new Error("AES-GCM encryption failed")
@@ -74,7 +82,7 @@ export class AesGcmKeys {
 
   /** Decrypts `packet[4..bodyEnd]` and checks the tag after it; undefined when authentication fails. */
   open(packet: Uint8Array, bodyEnd: number): Buffer | undefined {
-    const native = this.native
+    const native = this.nativeFor(bodyEnd - 4)
     if (native !== undefined) {
       // Into a new buffer, not in place: the packet may lie in a socket's reused read buffer.
       const plain = slabBuffer(bodyEnd - 4)

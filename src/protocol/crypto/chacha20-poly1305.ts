@@ -10,7 +10,7 @@
  * IV is counter as 8 little-endian bytes followed by the sequence number as 8 big-endian bytes.
  */
 import { createCipheriv, timingSafeEqual, type Cipher } from "node:crypto"
-import type { NativeCiphers, NativeContext } from "./native.js"
+import { NATIVE_FROM, type NativeCiphers, type NativeContext } from "./native.js"
 import { slabBuffer } from "./slab.js"
 import { poly1305 } from "./poly1305.js"
 
@@ -23,18 +23,25 @@ export class ChaChaPolyKeys {
   private readonly mainKey: Buffer
   private readonly headerKey: Buffer
   private readonly iv = Buffer.alloc(16)
-  /** The native addon's context (OpenSSL's chacha20 and Poly1305), when it is built. */
-  private readonly native: { readonly ciphers: NativeCiphers; readonly ctx: NativeContext } | undefined
+  /** The addon's context (OpenSSL's chacha20 and Poly1305), made at the first large packet. */
+  private native: { readonly ciphers: NativeCiphers; readonly ctx: NativeContext } | undefined
 
   constructor(
     key: Uint8Array,
     /** The native addon, or undefined for node:crypto and our Poly1305. */
-    ciphers: NativeCiphers | undefined
+    private readonly ciphers: NativeCiphers | undefined
   ) {
     if (key.length < 64) throw new Error("chacha20-poly1305@openssh.com needs a 64-byte key")
     this.mainKey = Buffer.from(key.subarray(0, 32))
     this.headerKey = Buffer.from(key.subarray(32, 64))
-    this.native = ciphers && { ciphers, ctx: ciphers.chachaNew(key.subarray(0, 64)) }
+  }
+
+  /** As AesGcmKeys.nativeFor: the packets are independent, so either path may take any of them. */
+  private nativeFor(size: number): { readonly ciphers: NativeCiphers; readonly ctx: NativeContext } | undefined {
+    if (this.native === undefined && this.ciphers !== undefined && size >= NATIVE_FROM) {
+      this.native = { ciphers: this.ciphers, ctx: this.ciphers.chachaNew(Buffer.concat([this.mainKey, this.headerKey])) }
+    }
+    return this.native
   }
 
   /** XORs the 4-byte packet length field in place, encrypting or decrypting it. */
@@ -53,7 +60,7 @@ export class ChaChaPolyKeys {
    * and writes the tag at `packet[bodyEnd..bodyEnd+16]`.
    */
   seal(sequence: number, packet: Uint8Array, bodyEnd: number): void {
-    const native = this.native
+    const native = this.nativeFor(bodyEnd - 4)
     if (native !== undefined) {
       if (!native.ciphers.chachaSeal(native.ctx, sequence, packet, bodyEnd)) throw new Error("chacha20-poly1305 encryption failed")
       return
@@ -69,7 +76,7 @@ export class ChaChaPolyKeys {
    * returns the decrypted body; undefined when the tag is wrong.
    */
   open(sequence: number, packet: Uint8Array, bodyEnd: number): Buffer | undefined {
-    const native = this.native
+    const native = this.nativeFor(bodyEnd - 4)
     if (native !== undefined) {
       // Into a new buffer, not in place: the packet may lie in a socket's reused read buffer.
       const plain = slabBuffer(bodyEnd - 4)

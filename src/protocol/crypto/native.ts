@@ -32,3 +32,10 @@ function load(): NativeCiphers | undefined {
 }
 
 export const nativeCiphers: NativeCiphers | undefined = load()
+
+/**
+ * Packets from this many body bytes on take the addon; smaller ones (handshake, keepalives,
+ * keystrokes) take node:crypto. A context (~2 KiB of OpenSSL memory) is made at the first large
+ * packet, so a connection that never moves bulk data never holds one.
+ */
+export const NATIVE_FROM = 4096
