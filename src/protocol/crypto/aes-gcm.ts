@@ -4,7 +4,7 @@
  * 4-byte packet length is the additional authenticated data.
  */
 import { createCipheriv, createDecipheriv, type CipherGCMTypes } from "node:crypto"
-import { NATIVE_FROM, type NativeCiphers, type NativeContext } from "./native.js"
+import { NATIVE_FROM, type NativeCiphers, type NativeHandle } from "./native.js"
 import { slabBuffer } from "./slab.js"
 
 export const GCM_TAG_LENGTH = 16
@@ -17,7 +17,7 @@ export const GCM_TAG_LENGTH = 16
 export class AesGcmKeys {
   private readonly key: Buffer
   private readonly nonce: Buffer
-  private native: { readonly ciphers: NativeCiphers; readonly ctx: NativeContext } | undefined
+  private native: NativeHandle | undefined
 
   constructor(
     private readonly algorithm: CipherGCMTypes,
@@ -33,7 +33,7 @@ export class AesGcmKeys {
   }
 
   /** The addon's context once a packet of NATIVE_FROM bytes has come; undefined: node:crypto serves. */
-  private nativeFor(size: number): { readonly ciphers: NativeCiphers; readonly ctx: NativeContext } | undefined {
+  private nativeFor(size: number): NativeHandle | undefined {
     if (this.native === undefined && this.ciphers !== undefined && size >= NATIVE_FROM) {
       this.native = { ciphers: this.ciphers, ctx: this.ciphers.gcmNew(this.key, this.direction === "encrypt") }
     }

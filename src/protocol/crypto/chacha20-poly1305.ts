@@ -10,7 +10,7 @@
  * IV is counter as 8 little-endian bytes followed by the sequence number as 8 big-endian bytes.
  */
 import { createCipheriv, timingSafeEqual, type Cipher } from "node:crypto"
-import { NATIVE_FROM, type NativeCiphers, type NativeContext } from "./native.js"
+import { NATIVE_FROM, type NativeCiphers, type NativeHandle } from "./native.js"
 import { slabBuffer } from "./slab.js"
 import { poly1305 } from "./poly1305.js"
 
@@ -24,7 +24,7 @@ export class ChaChaPolyKeys {
   private readonly headerKey: Buffer
   private readonly iv = Buffer.alloc(16)
   /** The addon's context (OpenSSL's chacha20 and Poly1305), made at the first large packet. */
-  private native: { readonly ciphers: NativeCiphers; readonly ctx: NativeContext } | undefined
+  private native: NativeHandle | undefined
 
   constructor(
     key: Uint8Array,
@@ -37,7 +37,7 @@ export class ChaChaPolyKeys {
   }
 
   /** As AesGcmKeys.nativeFor: the packets are independent, so either path may take any of them. */
-  private nativeFor(size: number): { readonly ciphers: NativeCiphers; readonly ctx: NativeContext } | undefined {
+  private nativeFor(size: number): NativeHandle | undefined {
     if (this.native === undefined && this.ciphers !== undefined && size >= NATIVE_FROM) {
       this.native = { ciphers: this.ciphers, ctx: this.ciphers.chachaNew(Buffer.concat([this.mainKey, this.headerKey])) }
     }

@@ -10,6 +10,12 @@ import { createRequire } from "node:module"
 /** An OpenSSL context held by the addon. */
 export type NativeContext = { readonly __nativeContext: unique symbol }
 
+/** A direction's context together with the addon that serves it. */
+export interface NativeHandle {
+  readonly ciphers: NativeCiphers
+  readonly ctx: NativeContext
+}
+
 export interface NativeCiphers {
   gcmNew(key: Uint8Array, encrypt: boolean): NativeContext
   gcmSeal(ctx: NativeContext, nonce: Uint8Array, packet: Uint8Array, bodyEnd: number): boolean
