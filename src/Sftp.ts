@@ -502,7 +502,7 @@ export const fromTransport = (transport: SftpTransport): Effect.Effect<Sftp, Sft
             pending = []
             pendingBytes = 0
             const previous = writing
-            writing = previous.then(() => local.writev(buffers, at))
+            writing = previous.then(() => local.writev(buffers, at)).then(() => pipeline.recycle(buffers))
             // marked handled here: a failure surfaces through the next writeOut or the final wait, not as an unhandled rejection
             writing.catch(() => undefined)
             return localIo(() => previous, "fastGet", localPath)

@@ -5,7 +5,7 @@
  */
 import { createCipheriv, createDecipheriv, type CipherGCMTypes } from "node:crypto"
 import { NATIVE_FROM, type NativeCiphers, type NativeHandle } from "./native.js"
-import { slabBuffer } from "./slab.js"
+import { receivedBuffer, releaseView, slabBuffer } from "./slab.js"
 
 export const GCM_TAG_LENGTH = 16
 
@@ -85,8 +85,10 @@ export class AesGcmKeys {
     const native = this.nativeFor(bodyEnd - 4)
     if (native !== undefined) {
       // Into a new buffer, not in place: the packet may lie in a socket's reused read buffer.
-      const plain = slabBuffer(bodyEnd - 4)
-      return native.ciphers.gcmOpen(native.ctx, this.nonce, packet, bodyEnd, plain) ? plain : undefined
+      const plain = receivedBuffer(bodyEnd - 4)
+      if (native.ciphers.gcmOpen(native.ctx, this.nonce, packet, bodyEnd, plain)) return plain
+      releaseView(plain)
+      return undefined
     }
     const decipher = createDecipheriv(this.algorithm, this.key, this.nonce, { authTagLength: GCM_TAG_LENGTH })
     this.advance()

@@ -11,7 +11,7 @@
  */
 import { createCipheriv, timingSafeEqual, type Cipher } from "node:crypto"
 import { NATIVE_FROM, type NativeCiphers, type NativeHandle } from "./native.js"
-import { slabBuffer } from "./slab.js"
+import { receivedBuffer, releaseView } from "./slab.js"
 import { poly1305 } from "./poly1305.js"
 
 export const CHACHA_POLY_TAG_LENGTH = 16
@@ -79,8 +79,10 @@ export class ChaChaPolyKeys {
     const native = this.nativeFor(bodyEnd - 4)
     if (native !== undefined) {
       // Into a new buffer, not in place: the packet may lie in a socket's reused read buffer.
-      const plain = slabBuffer(bodyEnd - 4)
-      return native.ciphers.chachaOpen(native.ctx, sequence, packet, bodyEnd, plain) ? plain : undefined
+      const plain = receivedBuffer(bodyEnd - 4)
+      if (native.ciphers.chachaOpen(native.ctx, sequence, packet, bodyEnd, plain)) return plain
+      releaseView(plain)
+      return undefined
     }
     const cipher = this.stream(this.mainKey, sequence)
     const polyKey = cipher.update(ZERO_BLOCK).subarray(0, 32)

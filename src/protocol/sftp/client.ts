@@ -1,3 +1,4 @@
+import { releaseView } from "../crypto/slab.js"
 import { WireError } from "../wire/errors.js"
 import { concatBytes } from "../wire/writer.js"
 import { Fxp, SFTP_VERSION, Status } from "./constants.js"
@@ -136,7 +137,11 @@ export class SftpClientSession {
 
   private dispatch(parts: ReadonlyArray<Uint8Array>): void {
     if (parts.length > 1 && this.version && this.dispatchDataParts(parts)) return
-    const body = parts.length === 1 ? parts[0]! : concatBytes(...parts)
+    let body = parts[0]!
+    if (parts.length > 1) {
+      body = concatBytes(...parts)
+      for (const p of parts) releaseView(p)
+    }
     if (!this.version) {
       const hello = decodeHello(body, Fxp.VERSION)
       if (hello.version < SFTP_VERSION) throw new WireError(`server speaks SFTP version ${hello.version}; version 3 is required`)
@@ -170,7 +175,13 @@ export class SftpClientSession {
     if (length !== total - 9) throw new WireError(`DATA of ${total} bytes claims ${length} bytes of data`)
     const callback = this.settle(id)
     this.wantsParts.delete(id)
-    const data = head.length === 9 ? parts.slice(1) : [head.subarray(9), ...parts.slice(1)]
+    let data: ReadonlyArray<Uint8Array>
+    if (head.length === 9) {
+      releaseView(head)
+      data = parts.slice(1)
+    } else {
+      data = [head.subarray(9), ...parts.slice(1)]
+    }
     ;(callback as (reply: ReadReply) => void)({ type: "data-parts", id, parts: data, length })
     return true
   }
@@ -248,6 +259,15 @@ export class ReadPipeline {
     this.fill()
     this.waiter = callback
     this.deliver()
+  }
+
+  /**
+   * Hands back the parts of a data outcome once nothing will read them again (fastGet: when
+   * they are on disk), so the memory they lie in can take the next packets. Optional: parts
+   * never given back are left to the GC.
+   */
+  recycle(parts: ReadonlyArray<Uint8Array>): void {
+    for (const p of parts) releaseView(p)
   }
 
   /** Stops issuing reads; answers to those in flight are dropped. */

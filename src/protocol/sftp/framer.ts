@@ -1,3 +1,4 @@
+import { releaseView, retainView } from "../crypto/slab.js"
 import { WireError } from "../wire/errors.js"
 import { concatBytes } from "../wire/writer.js"
 
@@ -6,6 +7,10 @@ import { concatBytes } from "../wire/writer.js"
  * A packet inside one received chunk is returned as a view of it; one spanning chunks is
  * copied once by `next`, or handed out as views of the chunks by `nextParts`. Lengths of 0 or
  * beyond `maxPacketLength` throw WireError before any allocation.
+ *
+ * A pushed chunk that holds a reference to reusable received memory (see `crypto/slab.ts`) is
+ * the framer's until it has handed out every byte of it: each view handed out holds a reference
+ * of its own, and the chunk's is given back once it is used up.
  */
 export class SftpFramer {
   private chunks: Array<Uint8Array> = []
@@ -70,6 +75,7 @@ export class SftpFramer {
         return
       }
       this.chunks.shift()
+      releaseView(c)
       n -= c.length
     }
   }
@@ -81,9 +87,12 @@ export class SftpFramer {
       const c = this.chunks[0]!
       if (c.length > n) {
         this.chunks[0] = c.subarray(n)
-        parts.push(c.subarray(0, n))
+        const part = c.subarray(0, n)
+        retainView(part)
+        parts.push(part)
         break
       }
+      // the whole chunk goes out: its reference goes with it
       this.chunks.shift()
       parts.push(c)
       n -= c.length
