@@ -43,8 +43,12 @@ interface ReusableSlab {
   references: number
 }
 
-/** Slabs carved from, by the ArrayBuffer every view of them shares. */
-const reusable = new WeakMap<ArrayBufferLike, ReusableSlab>()
+/**
+ * A reusable slab hangs off the ArrayBuffer that every view of it shares. (A WeakMap keyed by
+ * those ArrayBuffers made each allocation ten times dearer in GC work.)
+ */
+const SLAB = Symbol("effect-ssh reusable slab")
+const slabOf = (view: Uint8Array): ReusableSlab | undefined => (view.buffer as { [SLAB]?: ReusableSlab })[SLAB]
 /** Enough for what a download holds at once (channel window, a block being written, the next). */
 const MAX_FREE = 8
 const free: Array<ReusableSlab> = []
@@ -69,13 +73,13 @@ export function receivedBuffer(length: number): Buffer {
 
 /** One more reference to the slab under `view`, for a consumer that will release it. */
 export function retainView(view: Uint8Array): void {
-  const slab = reusable.get(view.buffer)
+  const slab = slabOf(view)
   if (slab !== undefined) slab.references++
 }
 
 /** Gives back one reference taken by `receivedBuffer` or `retainView`; no-op for other memory. */
 export function releaseView(view: Uint8Array): void {
-  const slab = reusable.get(view.buffer)
+  const slab = slabOf(view)
   if (slab === undefined) return
   if (--slab.references < 0) throw new Error("a received buffer was released more often than it was retained")
   if (slab.references === 0 && slab !== current) recycle(slab)
@@ -83,7 +87,7 @@ export function releaseView(view: Uint8Array): void {
 
 function newReusableSlab(): ReusableSlab {
   const slab: ReusableSlab = { bytes: Buffer.allocUnsafeSlow(SLAB_SIZE), references: 0 }
-  reusable.set(slab.bytes.buffer, slab)
+  ;(slab.bytes.buffer as { [SLAB]?: ReusableSlab })[SLAB] = slab
   return slab
 }
 
