@@ -49,8 +49,8 @@ interface ReusableSlab {
  */
 const SLAB = Symbol("effect-ssh reusable slab")
 const slabOf = (view: Uint8Array): ReusableSlab | undefined => (view.buffer as { [SLAB]?: ReusableSlab })[SLAB]
-/** Enough for what a download holds at once (channel window, a block being written, the next). */
-const MAX_FREE = 8
+/** Enough to carry a download from slab to slab (the block being written, the one gathered, the current). At most this much stays held once idle. */
+const MAX_FREE = 4
 const free: Array<ReusableSlab> = []
 let current: ReusableSlab | undefined
 let currentUsed = 0
