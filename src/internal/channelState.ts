@@ -18,17 +18,37 @@ export type ChannelEnd =
   | { readonly _tag: "closed"; readonly error?: ProtocolError; readonly openFailure?: { reason: number; description: string } }
 
 /**
+ * Data counted as consumed before the reader took it: a channel's stdout and stderr share one
+ * allowance of half the window.
+ *
+ * Otherwise the window moves only when the reader runs, and a bulk sender waits for the whole
+ * round (our event loop, the reader's wake-up, its fiber's turn) before it may send on; on a busy
+ * machine that round outlasted half a 2 MiB window, and uploads to our server stalled (measured:
+ * 0.68x–0.74x ssh2's server without, 0.83x–1.00x with, in four paired runs). ssh2 and OpenSSH
+ * likewise count data as consumed once it is buffered for the reader. A reader that stops still
+ * holds the sender back: what a channel buffers stays within the window and this allowance.
+ */
+export interface EarlyCredit {
+  left: number
+}
+
+/**
  * Incoming bytes of one stream of a channel (stdout or stderr). Bounded by the channel
- * window: the peer cannot send more than we have granted, and we grant more only after
- * the consumer took data (`take`).
+ * window: the peer cannot send more than we have granted, and we grant more once the consumer
+ * took data (`take`), or at once for data arriving while the channel's `EarlyCredit` lasts.
  */
 export class InboundBuffer {
   private chunks: Uint8Array[] = []
   private size = 0
+  /** Buffered bytes already counted as consumed, out of the shared credit. */
+  private credited = 0
   private end: ChannelEnd | undefined
   private waiter: (() => void) | undefined
 
-  constructor(private readonly onConsumed: (bytes: number) => void) {}
+  constructor(
+    private readonly onConsumed: (bytes: number) => void,
+    private readonly credit: EarlyCredit
+  ) {}
 
   get buffered(): number {
     return this.size
@@ -38,6 +58,11 @@ export class InboundBuffer {
     // the data is a view into a packet buffer that is not reused, so keeping it is safe
     this.chunks.push(data)
     this.size += data.length
+    if (data.length <= this.credit.left) {
+      this.credit.left -= data.length
+      this.credited += data.length
+      this.onConsumed(data.length)
+    }
     this.wake()
   }
 
@@ -56,7 +81,9 @@ export class InboundBuffer {
       const size = this.size
       this.chunks = []
       this.size = 0
-      this.onConsumed(size)
+      if (size > this.credited) this.onConsumed(size - this.credited)
+      this.credit.left += this.credited
+      this.credited = 0
       return chunks
     }
     return this.end
@@ -121,8 +148,9 @@ export class ChannelState {
     const consumed = (n: number) => {
       if (n > 0 && !this.closedValue) this.driver.run((e) => e.connection.consumed(this.id, n))
     }
-    this.stdout = new InboundBuffer(consumed)
-    this.stderr = new InboundBuffer(consumed)
+    const credit: EarlyCredit = { left: driver.endpoint.connection.initialWindow / 2 }
+    this.stdout = new InboundBuffer(consumed, credit)
+    this.stderr = new InboundBuffer(consumed, credit)
   }
 
   get closed(): boolean {

@@ -317,6 +317,11 @@ export class Connection {
     return true
   }
 
+  /** The window each channel grants the peer at first, and tops up once half of it is consumed. */
+  get initialWindow(): number {
+    return this.limits.initialWindow
+  }
+
   /**
    * Reports that the consumer has taken `bytes` of received data (ordinary and extended).
    * A WINDOW_ADJUST goes out once half the initial window has been taken.
