@@ -27,8 +27,8 @@ export function slabBuffer(length: number): Buffer {
 
 /**
  * Decrypted packets come from slabs that can be used again. Even carved from slabs, every
- * decrypted byte was new memory, and V8 runs a full collection for every few dozen MiB of it
- * ("external memory pressure"): a download spent as much in those as in the cipher. A consumer
+ * decrypted byte was new memory, and V8 ran a full collection for every few dozen MiB of it:
+ * a download spent as much in those as in the cipher. A consumer
  * that knows when it is done with received bytes (fastGet, once they are on disk) releases them,
  * and a slab whose every view was released goes back to a free list.
  *
@@ -49,7 +49,10 @@ interface ReusableSlab {
  */
 const SLAB = Symbol("effect-ssh reusable slab")
 const slabOf = (view: Uint8Array): ReusableSlab | undefined => (view.buffer as { [SLAB]?: ReusableSlab })[SLAB]
-/** Enough to carry a download from slab to slab (the block being written, the one gathered, the current). At most this much stays held once idle. */
+/**
+ * Enough to carry a download from slab to slab (the block being written, the one gathered, the
+ * current one); at most this much stays held once the process is idle.
+ */
 const MAX_FREE = 4
 const free: Array<ReusableSlab> = []
 let current: ReusableSlab | undefined
