@@ -219,6 +219,42 @@ describe("received chunks, lent or given", () => {
   )
 })
 
+describe("receive buffers shared between decoders", () => {
+  it("keep every decoder's pending bytes its own while many decoders take turns", () => {
+    // decoders borrow receive buffers from one shared pool while a packet straddles reads and
+    // give them back once nothing is pending: interleaved, none may see another's bytes
+    const keys = keysFor("aes128-gcm@openssh.com", "hmac-sha2-256-etm@openssh.com")
+    const { encoder } = pair(keys)
+    const payloads = [...SIZES, 70000, 5, 40000, 1].map((size, i) => payloadOf(size, i))
+    const wire = concat(payloads.map((p) => encoder.encode(p)))
+    const runs = [7, 1000, 4096, 33000, 65536, 100_000].flatMap((step) =>
+      [false, true].map((given) => {
+        const decoder = new PacketDecoder()
+        decoder.setKeys(keys)
+        return { step, given, decoder, at: 0, reused: Buffer.alloc(step), out: [] as Array<Uint8Array> }
+      })
+    )
+    for (let active = runs; active.length > 0; active = active.filter((r) => r.at < wire.length)) {
+      for (const r of active) {
+        const chunk = wire.subarray(r.at, r.at + r.step)
+        r.at += r.step
+        if (r.given) {
+          r.decoder.push(Buffer.from(chunk), true)
+        } else {
+          r.reused.set(chunk)
+          r.decoder.push(r.reused.subarray(0, chunk.length))
+        }
+        r.out.push(...drain(r.decoder))
+        if (!r.given) {
+          r.decoder.detach()
+          r.reused.fill(0xaa)
+        }
+      }
+    }
+    for (const r of runs) expect(hexAll(r.out), `step ${r.step}, given ${r.given}`).toEqual(hexAll(payloads))
+  })
+})
+
 describe("gathered encoding (header and data given apart)", () => {
   it.each(COMBOS)("%s with %s decodes to the joined payload", (cipher, mac) => {
     const keys = keysFor(cipher, mac)
