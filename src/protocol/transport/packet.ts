@@ -272,7 +272,7 @@ const SPARE_MAX = 2 * 1024 * 1024
 function takeReceiveBuffer(min: number): Buffer {
   const i = spareBuffers.findIndex((b) => b.length >= min)
   if (i >= 0) return spareBuffers.splice(i, 1)[0]!
-  return Buffer.allocUnsafeSlow(Math.max(min, SPARE_MIN))
+  return Buffer.allocUnsafe(min)
 }
 
 function giveBackReceiveBuffer(buffer: Buffer): void {
