@@ -213,7 +213,8 @@ export class Driver {
         this.endpoint.transport.abort(e)
       }
     }
-    this.scheduleFlush()
+    // most reads of a bulk transfer leave nothing to send: no microtask for those
+    if (this.closedValue || this.endpoint.transport.pendingTransmit > 0) this.scheduleFlush()
     this.scheduleTimer()
   }
 
