@@ -14,8 +14,9 @@
  *    ("steady") round leaves out the heap's one-time growth that the first ("cold") includes.
  * 3. exec throughput, both directions, BENCH_MIB MiB through an in-process source or sink on the
  *    server (64 KiB writes, as a file read stream makes them), aes128-gcm@openssh.com, best of
- *    BENCH_ROUNDS, timed from the exec request to the channel's close on an open connection, and
- *    the server's CPU time per MiB.
+ *    BENCH_ROUNDS (and the median of the per-round ratios), timed from the exec request to the
+ *    channel's close on a connection that has first moved BENCH_WARMUP_MIB untimed; the server's
+ *    CPU time per MiB; and how busy client and server were, which shows which side set the rate.
  *
  * Each server runs in its own child process (this file with `--serve`, under --expose-gc), so its
  * RSS and CPU time are its own; the clients run in this process (OpenSSH's as child processes).
@@ -23,7 +24,7 @@
  * the same work (ssh2 has no post-quantum kex).
  *
  * Run: `node --import tsx bench/server.ts`. Knobs: BENCH_SECONDS (default 6), BENCH_PARALLEL (8),
- * BENCH_IDLE (200), BENCH_MIB (256), BENCH_ROUNDS (3), BENCH_SERVERS / BENCH_CLIENTS /
+ * BENCH_IDLE (200), BENCH_MIB (256), BENCH_ROUNDS (3), BENCH_WARMUP_MIB (512), BENCH_SERVERS / BENCH_CLIENTS /
  * BENCH_DIRECTIONS / BENCH_SECTIONS (comma lists; sections conn,mem,tput), BENCH_PROFILE=DIR (CPU profile of our server
  * process into DIR; summarize with `node --import tsx bench/profile.ts --top FILE`).
  */
@@ -55,6 +56,9 @@ const PARALLEL = Number(process.env.BENCH_PARALLEL ?? 8)
 const IDLE = Number(process.env.BENCH_IDLE ?? 200)
 const MIB = Number(process.env.BENCH_MIB ?? 256)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+// JIT compilation goes on for hundreds of MiB (V8 optimizes the per-pull and per-packet functions
+// only once they are hot), so each connection first moves this much untimed: a steady state
+const WARMUP_MIB = Number(process.env.BENCH_WARMUP_MIB ?? 512)
 const BYTES = MIB * 1024 * 1024
 const KEX = "curve25519-sha256"
 const CIPHER = "aes128-gcm@openssh.com"
@@ -485,6 +489,11 @@ type Direction = "download" | "upload"
 interface Throughput {
   readonly mbPerSecond: ReadonlyArray<number>
   readonly serverCpuMsPerMiB: number
+  /** CPU of this process, where the client runs, per MiB moved. */
+  readonly clientCpuMsPerMiB: number
+  /** Share of one core each side was busy during the transfers: 1 means it had no time to spare. */
+  readonly serverBusy: number
+  readonly clientBusy: number
 }
 
 /** One open connection of one client: runs a command, sending `upload` bytes, returns the bytes received. */
@@ -512,15 +521,19 @@ async function throughput(
   const command = (bytes: number) => (direction === "download" ? `source ${bytes}` : `sink ${bytes}`)
   const upload = (bytes: number) => (direction === "upload" ? bytes : 0)
   const connections = await Promise.all(targets.map(([, target]) => open(client, target)))
-  const results = targets.map(() => ({ mbPerSecond: [] as Array<number>, cpuMs: 0 }))
+  const results = targets.map(() => ({ mbPerSecond: [] as Array<number>, cpuMs: 0, clientCpuMs: 0, seconds: 0 }))
   try {
-    for (const connection of connections) await connection.exec(command(16 << 20), upload(16 << 20)) // warm-up
+    for (const connection of connections) await connection.exec(command(WARMUP_MIB << 20), upload(WARMUP_MIB << 20)) // warm-up
     for (let round = 0; round < ROUNDS; round++) {
       for (const [i, [server]] of targets.entries()) {
         const cpuBefore = (await server.usage()).cpuMs
+        const clientBefore = process.cpuUsage()
         const started = performance.now()
         const received = await connections[i]!.exec(command(BYTES), upload(BYTES))
         const seconds = (performance.now() - started) / 1000
+        const clientCpu = process.cpuUsage(clientBefore)
+        results[i]!.clientCpuMs += (clientCpu.user + clientCpu.system) / 1000
+        results[i]!.seconds += seconds
         results[i]!.cpuMs += (await server.usage()).cpuMs - cpuBefore
         if (direction === "download" && received !== BYTES) throw new Error(`${client} received ${received} of ${BYTES} bytes`)
         results[i]!.mbPerSecond.push(BYTES / 1e6 / seconds)
@@ -529,7 +542,23 @@ async function throughput(
   } finally {
     await Promise.all(connections.map((c) => c.close()))
   }
-  return results.map((r) => ({ mbPerSecond: r.mbPerSecond, serverCpuMsPerMiB: r.cpuMs / (ROUNDS * MIB) }))
+  return results.map((r) => ({
+    mbPerSecond: r.mbPerSecond,
+    serverCpuMsPerMiB: r.cpuMs / (ROUNDS * MIB),
+    clientCpuMsPerMiB: r.clientCpuMs / (ROUNDS * MIB),
+    serverBusy: r.cpuMs / 1000 / r.seconds,
+    clientBusy: r.clientCpuMs / 1000 / r.seconds
+  }))
+}
+
+/**
+ * The median over rounds of ours/theirs within each round: the servers take turns, so a round's
+ * pair met the same load, and the median is steadier than a ratio of bests on a shared machine.
+ */
+function pairedMedian(ours: ReadonlyArray<number>, theirs: ReadonlyArray<number>): number {
+  const ratios = ours.map((o, i) => o / theirs[i]!).sort((a, b) => a - b)
+  const mid = ratios.length >> 1
+  return ratios.length % 2 === 1 ? ratios[mid]! : (ratios[mid - 1]! + ratios[mid]!) / 2
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -621,18 +650,25 @@ async function main(): Promise<void> {
       console.log(header(["client", "direction"], 12))
       const clients = (["ssh2", "effect-ssh"] as const).filter((c) => list("BENCH_CLIENTS")?.includes(c) ?? true)
       const cpuRows: Array<string> = []
+      const busyRows: Array<string> = []
       for (const client of clients) {
         for (const direction of (["download", "upload"] as const).filter((d) => list("BENCH_DIRECTIONS")?.includes(d) ?? true)) {
           const measured = await throughput(targets(), client, direction)
           const best = new Map(SERVERS.map((s, i) => [s, Math.max(...measured[i]!.mbPerSecond)] as const))
           const cpu = new Map(SERVERS.map((s, i) => [s, measured[i]!.serverCpuMsPerMiB] as const))
           const rounds = measured.map((m) => m.mbPerSecond.map((r) => r.toFixed(0)).join("/"))
-          console.log(row([client, direction], 12, best, 0, `   rounds ${rounds.join(" | ")}`))
+          const ours = measured[SERVERS.indexOf("effect-ssh")]?.mbPerSecond
+          const paired = SERVERS.flatMap((s, i) => (s === "effect-ssh" || !ours ? [] : [`${pairedMedian(ours, measured[i]!.mbPerSecond).toFixed(2)}x`]))
+          console.log(row([client, direction], 12, best, 0, `   rounds ${rounds.join(" | ")}; median of paired rounds ${paired.join(", ")}`))
           cpuRows.push(row([client, direction], 12, cpu, 2))
+          const busy = measured.map((m) => `${m.clientBusy.toFixed(2)} / ${m.serverBusy.toFixed(2)} (${m.clientCpuMsPerMiB.toFixed(2)})`)
+          busyRows.push(`   ${pad(client, 12)}${pad(direction, 12)}${busy.map((b) => b.padStart(24)).join("")}`)
         }
       }
       console.log(`   server CPU ms per MiB (< 1 is better for effect-ssh)`)
       for (const r of cpuRows) console.log(r)
+      console.log(`   cores busy, client / server (client CPU ms per MiB): a side near 1.00 is what limits the rate`)
+      for (const r of busyRows) console.log(r)
       console.log()
     }
 
