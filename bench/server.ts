@@ -569,6 +569,16 @@ const num = (x: number | undefined, digits = 1, width = 10) => (x === undefined 
 const ratio = (ours: number | undefined, theirs: number | undefined) =>
   (ours === undefined || theirs === undefined ? "n/a" : `${(ours / theirs).toFixed(2)}x`).padStart(9)
 
+/** CPU time the hypervisor gave to other guests (Linux /proc/stat), summed over all CPUs, in ms. */
+function stolenMs(): number | undefined {
+  try {
+    const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/)
+    return (Number(fields[8]) * 1000) / 100 // USER_HZ is 100 on Linux
+  } catch {
+    return undefined
+  }
+}
+
 function header(columns: ReadonlyArray<string>, width: number): string {
   const others = SERVERS.filter((s) => s !== "effect-ssh")
   return `   ${columns.map((c) => pad(c, width)).join("")}${SERVERS.map((s) => s.padStart(14)).join("")}${others.map((s) => `ours/${s}`.padStart(20)).join("")}`
@@ -586,6 +596,7 @@ async function main(): Promise<void> {
   const started = new Date()
   console.log(`effect-ssh server benchmark — ${started.toISOString()}`)
   console.log(`node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? "?"}, load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`)
+  const stolenBefore = stolenMs()
   const dir = await mkdtemp(join(tmpdir(), "effect-ssh-server-bench-"))
   await chmod(dir, 0o700)
   const hostKey = await generateKey(join(dir, "host_ed25519"), "ed25519")
@@ -674,6 +685,11 @@ async function main(): Promise<void> {
 
     console.log("targets (issue 3): connections/s ≥ 1.0x ssh2, memory per connection ≤ 1.0x ssh2, throughput ≥ 1.2x ssh2")
     console.log(`load average at the end: ${loadavg().map((l) => l.toFixed(2)).join(" ")} (other processes on this machine add noise)`)
+    const stolen = stolenMs()
+    if (stolen !== undefined && stolenBefore !== undefined) {
+      const share = (stolen - stolenBefore) / (cpus().length * (Date.now() - started.getTime()))
+      console.log(`CPU time taken by the hypervisor for other guests during the run: ${(100 * share).toFixed(1)}% of both cores`)
+    }
   } finally {
     for (const server of servers.values()) await server.stop()
     await rm(dir, { recursive: true, force: true })
