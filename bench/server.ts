@@ -34,6 +34,7 @@ import { chmod, mkdtemp, rm } from "node:fs/promises"
 import * as net from "node:net"
 import { cpus, loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
+import { constants, PerformanceObserver } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -201,6 +202,15 @@ async function serveSsh2(config: ServeConfig, noDelay: boolean): Promise<number>
 async function serve(name: ServerName, config: ServeConfig): Promise<void> {
   const port = name === "effect-ssh" ? await serveOurs(config) : await serveSsh2(config, name === "ssh2+nodelay")
   const gc = (globalThis as { gc?: () => void }).gc
+  // the collections this process ran, as V8 reports them: their pause time and the full ones
+  let gcMs = 0
+  let fullGcs = 0
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      gcMs += entry.duration
+      if ((entry as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) fullGcs++
+    }
+  }).observe({ entryTypes: ["gc"] })
   process.on("message", (message: { readonly id: number; readonly op: "usage" | "exit"; readonly collect?: boolean }) => {
     if (message.op === "exit") process.exit(0)
     // several passes: the first ones only promote what the second can free. Only for memory:
@@ -208,7 +218,7 @@ async function serve(name: ServerName, config: ServeConfig): Promise<void> {
     if (message.collect) for (let i = 0; i < 4; i++) gc?.()
     const memory = process.memoryUsage()
     const cpu = process.cpuUsage()
-    process.send!({ id: message.id, rss: memory.rss, heapUsed: memory.heapUsed, external: memory.external, cpuMs: (cpu.user + cpu.system) / 1000 })
+    process.send!({ id: message.id, rss: memory.rss, heapUsed: memory.heapUsed, external: memory.external, cpuMs: (cpu.user + cpu.system) / 1000, gcMs, fullGcs })
   })
   process.on("disconnect", () => process.exit(0))
   process.stdout.write(`${JSON.stringify({ port })}\n`)
@@ -222,6 +232,8 @@ interface Usage {
   readonly heapUsed: number
   readonly external: number
   readonly cpuMs: number
+  readonly gcMs: number
+  readonly fullGcs: number
 }
 
 interface ServerProcessHandle {
@@ -489,6 +501,9 @@ type Direction = "download" | "upload"
 interface Throughput {
   readonly mbPerSecond: ReadonlyArray<number>
   readonly serverCpuMsPerMiB: number
+  /** The server's GC pauses per MiB, and its full (mark-compact) collections in all rounds. */
+  readonly serverGcMsPerMiB: number
+  readonly serverFullGcs: number
   /** CPU of this process, where the client runs, per MiB moved. */
   readonly clientCpuMsPerMiB: number
   /** Share of one core each side was busy during the transfers: 1 means it had no time to spare. */
@@ -521,12 +536,12 @@ async function throughput(
   const command = (bytes: number) => (direction === "download" ? `source ${bytes}` : `sink ${bytes}`)
   const upload = (bytes: number) => (direction === "upload" ? bytes : 0)
   const connections = await Promise.all(targets.map(([, target]) => open(client, target)))
-  const results = targets.map(() => ({ mbPerSecond: [] as Array<number>, cpuMs: 0, clientCpuMs: 0, seconds: 0 }))
+  const results = targets.map(() => ({ mbPerSecond: [] as Array<number>, cpuMs: 0, gcMs: 0, fullGcs: 0, clientCpuMs: 0, seconds: 0 }))
   try {
     for (const connection of connections) await connection.exec(command(WARMUP_MIB << 20), upload(WARMUP_MIB << 20)) // warm-up
     for (let round = 0; round < ROUNDS; round++) {
       for (const [i, [server]] of targets.entries()) {
-        const cpuBefore = (await server.usage()).cpuMs
+        const before = await server.usage()
         const clientBefore = process.cpuUsage()
         const started = performance.now()
         const received = await connections[i]!.exec(command(BYTES), upload(BYTES))
@@ -534,7 +549,10 @@ async function throughput(
         const clientCpu = process.cpuUsage(clientBefore)
         results[i]!.clientCpuMs += (clientCpu.user + clientCpu.system) / 1000
         results[i]!.seconds += seconds
-        results[i]!.cpuMs += (await server.usage()).cpuMs - cpuBefore
+        const after = await server.usage()
+        results[i]!.cpuMs += after.cpuMs - before.cpuMs
+        results[i]!.gcMs += after.gcMs - before.gcMs
+        results[i]!.fullGcs += after.fullGcs - before.fullGcs
         if (direction === "download" && received !== BYTES) throw new Error(`${client} received ${received} of ${BYTES} bytes`)
         results[i]!.mbPerSecond.push(BYTES / 1e6 / seconds)
       }
@@ -545,6 +563,8 @@ async function throughput(
   return results.map((r) => ({
     mbPerSecond: r.mbPerSecond,
     serverCpuMsPerMiB: r.cpuMs / (ROUNDS * MIB),
+    serverGcMsPerMiB: r.gcMs / (ROUNDS * MIB),
+    serverFullGcs: r.fullGcs,
     clientCpuMsPerMiB: r.clientCpuMs / (ROUNDS * MIB),
     serverBusy: r.cpuMs / 1000 / r.seconds,
     clientBusy: r.clientCpuMs / 1000 / r.seconds
@@ -662,6 +682,7 @@ async function main(): Promise<void> {
       const clients = (["ssh2", "effect-ssh"] as const).filter((c) => list("BENCH_CLIENTS")?.includes(c) ?? true)
       const cpuRows: Array<string> = []
       const busyRows: Array<string> = []
+      const gcRows: Array<string> = []
       for (const client of clients) {
         for (const direction of (["download", "upload"] as const).filter((d) => list("BENCH_DIRECTIONS")?.includes(d) ?? true)) {
           const measured = await throughput(targets(), client, direction)
@@ -674,12 +695,16 @@ async function main(): Promise<void> {
           cpuRows.push(row([client, direction], 12, cpu, 2))
           const busy = measured.map((m) => `${m.clientBusy.toFixed(2)} / ${m.serverBusy.toFixed(2)} (${m.clientCpuMsPerMiB.toFixed(2)})`)
           busyRows.push(`   ${pad(client, 12)}${pad(direction, 12)}${busy.map((b) => b.padStart(24)).join("")}`)
+          const gcs = measured.map((m) => `${m.serverGcMsPerMiB.toFixed(2)} (${m.serverFullGcs})`)
+          gcRows.push(`   ${pad(client, 12)}${pad(direction, 12)}${gcs.map((g) => g.padStart(14)).join("")}`)
         }
       }
       console.log(`   server CPU ms per MiB (< 1 is better for effect-ssh)`)
       for (const r of cpuRows) console.log(r)
       console.log(`   cores busy, client / server (client CPU ms per MiB): a side near 1.00 is what limits the rate`)
       for (const r of busyRows) console.log(r)
+      console.log(`   server GC pauses ms per MiB (full collections in all rounds)`)
+      for (const r of gcRows) console.log(r)
       console.log()
     }
 
