@@ -16,7 +16,8 @@
  *    server (64 KiB writes, as a file read stream makes them), aes128-gcm@openssh.com, best of
  *    BENCH_ROUNDS (and the median of the per-round ratios), timed from the exec request to the
  *    channel's close on a connection that has first moved BENCH_WARMUP_MIB untimed; the server's
- *    CPU time per MiB; and how busy client and server were, which shows which side set the rate.
+ *    CPU time and GC pauses per MiB; and how busy client and server were, which shows which side
+ *    set the rate.
  *
  * Each server runs in its own child process (this file with `--serve`, under --expose-gc), so its
  * RSS and CPU time are its own; the clients run in this process (OpenSSH's as child processes).
@@ -24,9 +25,10 @@
  * the same work (ssh2 has no post-quantum kex).
  *
  * Run: `node --import tsx bench/server.ts`. Knobs: BENCH_SECONDS (default 6), BENCH_PARALLEL (8),
- * BENCH_IDLE (200), BENCH_MIB (256), BENCH_ROUNDS (3), BENCH_WARMUP_MIB (512), BENCH_SERVERS / BENCH_CLIENTS /
- * BENCH_DIRECTIONS / BENCH_SECTIONS (comma lists; sections conn,mem,tput), BENCH_PROFILE=DIR (CPU profile of our server
- * process into DIR; summarize with `node --import tsx bench/profile.ts --top FILE`).
+ * BENCH_IDLE (200), BENCH_MIB (256), BENCH_ROUNDS (3), BENCH_WARMUP_MIB (512), BENCH_SERVERS /
+ * BENCH_CLIENTS / BENCH_DIRECTIONS / BENCH_SECTIONS (comma lists; sections conn,mem,tput),
+ * BENCH_PROFILE=DIR (CPU profile of our server process into DIR; summarize with
+ * `node --import tsx bench/profile.ts --top FILE`).
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
