@@ -28,10 +28,12 @@
  * BENCH_IDLE (200), BENCH_MIB (256), BENCH_ROUNDS (3), BENCH_WARMUP_MIB (512), BENCH_SERVERS /
  * BENCH_CLIENTS / BENCH_DIRECTIONS / BENCH_SECTIONS (comma lists; sections conn,mem,tput),
  * BENCH_PROFILE=DIR (CPU profile of our server process into DIR; summarize with
- * `node --import tsx bench/profile.ts --top FILE`).
+ * `node --import tsx bench/profile.ts --top FILE`), BENCH_TRACE_GC=DIR (V8's GC and incremental
+ * marking trace of our server process into DIR), BENCH_PIN=1 (Linux: servers on CPU 1, clients
+ * on CPU 0).
  */
-import { type ChildProcess, spawn } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { createWriteStream, readFileSync } from "node:fs"
 import { chmod, mkdtemp, rm } from "node:fs/promises"
 import * as net from "node:net"
 import { cpus, loadavg, tmpdir } from "node:os"
@@ -62,6 +64,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 // JIT compilation goes on for hundreds of MiB (V8 optimizes the per-pull and per-packet functions
 // only once they are hot), so each connection first moves this much untimed: a steady state
 const WARMUP_MIB = Number(process.env.BENCH_WARMUP_MIB ?? 512)
+// Linux: servers on CPU 1 and this process (the clients) on CPU 0, so neither side takes the other's core
+const PIN = process.env.BENCH_PIN === "1"
 const BYTES = MIB * 1024 * 1024
 const KEX = "curve25519-sha256"
 const CIPHER = "aes128-gcm@openssh.com"
@@ -249,11 +253,18 @@ interface ServerProcessHandle {
 const thisFile = fileURLToPath(import.meta.url)
 
 function startServer(name: ServerName, config: ServeConfig): Promise<ServerProcessHandle> {
+  const ours = name === "effect-ssh"
   const profile = process.env.BENCH_PROFILE
-  const nodeArgs = ["--expose-gc", ...(profile !== undefined && name === "effect-ssh" ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : [])]
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, "--import", "tsx", thisFile, "--serve", name, JSON.stringify(config)], {
-    stdio: ["ignore", "pipe", "inherit", "ipc"]
-  })
+  const traceGc = process.env.BENCH_TRACE_GC
+  const nodeArgs = [
+    "--expose-gc",
+    ...(profile !== undefined && ours ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : []),
+    ...(traceGc !== undefined && ours ? ["--trace-gc", "--trace-incremental-marking"] : [])
+  ]
+  const args = [...nodeArgs, "--import", "tsx", thisFile, "--serve", name, JSON.stringify(config)]
+  const child: ChildProcess = PIN
+    ? spawn("taskset", ["-c", "1", process.execPath, ...args], { stdio: ["ignore", "pipe", "inherit", "ipc"] })
+    : spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit", "ipc"] })
   let nextId = 0
   const pending = new Map<number, (usage: Usage) => void>()
   child.on("message", (message: Usage & { readonly id: number }) => {
@@ -269,7 +280,9 @@ function startServer(name: ServerName, config: ServeConfig): Promise<ServerProce
       const line = out.split("\n").find((l) => l.startsWith("{"))
       if (line === undefined) return
       child.stdout!.removeAllListeners("data")
-      child.stdout!.resume()
+      // V8's GC trace goes to stdout, after the port line
+      if (traceGc !== undefined && ours) child.stdout!.pipe(createWriteStream(join(traceGc, `server-${child.pid}.log`)))
+      else child.stdout!.resume()
       resolve({
         name,
         port: (JSON.parse(line) as { port: number }).port,
@@ -616,6 +629,7 @@ function row(labels: ReadonlyArray<string>, width: number, values: Map<ServerNam
 
 async function main(): Promise<void> {
   const started = new Date()
+  if (PIN) execFileSync("taskset", ["-a", "-cp", "0", String(process.pid)], { stdio: "ignore" })
   console.log(`effect-ssh server benchmark — ${started.toISOString()}`)
   console.log(`node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? "?"}, load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`)
   const stolenBefore = stolenMs()
