@@ -262,9 +262,8 @@ function startServer(name: ServerName, config: ServeConfig): Promise<ServerProce
     ...(traceGc !== undefined && ours ? ["--trace-gc", "--trace-incremental-marking"] : [])
   ]
   const args = [...nodeArgs, "--import", "tsx", thisFile, "--serve", name, JSON.stringify(config)]
-  const child: ChildProcess = PIN
-    ? spawn("taskset", ["-c", "1", process.execPath, ...args], { stdio: ["ignore", "pipe", "inherit", "ipc"] })
-    : spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit", "ipc"] })
+  const [command, commandArgs] = PIN ? ["taskset", ["-c", "1", process.execPath, ...args]] : [process.execPath, args]
+  const child: ChildProcess = spawn(command, commandArgs, { stdio: ["ignore", "pipe", "inherit", "ipc"] })
   let nextId = 0
   const pending = new Map<number, (usage: Usage) => void>()
   child.on("message", (message: Usage & { readonly id: number }) => {
@@ -619,6 +618,11 @@ function header(columns: ReadonlyArray<string>, width: number): string {
   return `   ${columns.map((c) => pad(c, width)).join("")}${SERVERS.map((s) => s.padStart(14)).join("")}${others.map((s) => `ours/${s}`.padStart(20)).join("")}`
 }
 
+/** A row of preformatted cells, one per server, under the labels. */
+function cells(labels: ReadonlyArray<string>, values: ReadonlyArray<string>, width: number): string {
+  return `   ${labels.map((l) => pad(l, 12)).join("")}${values.map((v) => v.padStart(width)).join("")}`
+}
+
 function row(labels: ReadonlyArray<string>, width: number, values: Map<ServerName, number>, digits: number, extra = ""): string {
   const others = SERVERS.filter((s) => s !== "effect-ssh")
   return (
@@ -710,9 +714,9 @@ async function main(): Promise<void> {
           console.log(row([client, direction], 12, best, 0, `   rounds ${rounds.join(" | ")}; median of paired rounds ${paired.join(", ")}`))
           cpuRows.push(row([client, direction], 12, cpu, 2))
           const busy = measured.map((m) => `${m.clientBusy.toFixed(2)} / ${m.serverBusy.toFixed(2)} (${m.clientCpuMsPerMiB.toFixed(2)})`)
-          busyRows.push(`   ${pad(client, 12)}${pad(direction, 12)}${busy.map((b) => b.padStart(24)).join("")}`)
+          busyRows.push(cells([client, direction], busy, 24))
           const gcs = measured.map((m) => `${m.serverGcMsPerMiB.toFixed(2)} (${m.serverFullGcs})`)
-          gcRows.push(`   ${pad(client, 12)}${pad(direction, 12)}${gcs.map((g) => g.padStart(14)).join("")}`)
+          gcRows.push(cells([client, direction], gcs, 14))
         }
       }
       console.log(`   server CPU ms per MiB (< 1 is better for effect-ssh)`)
