@@ -15,8 +15,8 @@ import type * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import type { ChannelState } from "./internal/channelState.js"
-import { Driver } from "./internal/driver.js"
-import type { DriverHandlers } from "./internal/driver.js"
+import { adoptAccepted, Driver } from "./internal/driver.js"
+import type { DriverHandlers, SocketReader } from "./internal/driver.js"
 import { keepalive } from "./internal/keepalive.js"
 import type { Prompt } from "./protocol/auth/client.js"
 import type { AuthRequest, ServerAuthEvent } from "./protocol/auth/server.js"
@@ -512,8 +512,8 @@ export const make = <R = never>(options: ServerOptions<R>): Effect.Effect<Server
 
     let address: Server["address"]
     if (options.listen) {
-      const listener = yield* listenTcp(options.listen.host ?? "127.0.0.1", options.listen.port, (socket) =>
-        serveConnection(config, socket, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort })
+      const listener = yield* listenTcp(options.listen.host ?? "127.0.0.1", options.listen.port, (socket, reader) =>
+        serveConnection(config, socket, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort }, reader)
       )
       const bound = listener.address() as net.AddressInfo
       address = { host: bound.address, port: bound.port }
@@ -562,10 +562,18 @@ interface ConnectionConfig<R> {
   connections: Set<ServedConnection<R>> | undefined
 }
 
-function listenTcp(host: string, port: number, onSocket: (socket: net.Socket) => void): Effect.Effect<net.Server, SshConnectError, Scope.Scope> {
+function listenTcp(
+  host: string,
+  port: number,
+  onSocket: (socket: net.Socket, reader: SocketReader | undefined) => void
+): Effect.Effect<net.Server, SshConnectError, Scope.Scope> {
   return Effect.acquireRelease(
     Effect.async<net.Server, SshConnectError>((resume) => {
-      const server = net.createServer({ noDelay: true }, onSocket)
+      // paused until adoptAccepted has moved the socket to the shared read buffer
+      const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (accepted) => {
+        const { socket, reader } = adoptAccepted(accepted)
+        onSocket(socket, reader)
+      })
       const onError = (e: Error) =>
         resume(Effect.fail(new SshConnectError({ reason: "socket", message: `cannot listen on ${host}:${port}: ${e.message}`, cause: e })))
       server.once("error", onError)
@@ -590,7 +598,8 @@ function ignoreSocketError(): void {}
 function serveConnection<R>(
   config: ConnectionConfig<R>,
   socket: Duplex,
-  peer: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined }
+  peer: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined },
+  reader?: SocketReader
 ): void {
   const { options, state, connections } = config
   if (!connections) return
@@ -599,7 +608,7 @@ function serveConnection<R>(
     socket.destroy()
     return
   }
-  connections.add(new ServedConnection(config, socket, peer))
+  connections.add(new ServedConnection(config, socket, peer, reader))
 }
 
 /** The application's view of a connection. Its functions work detached too (`const { algorithms } = info`). */
@@ -645,13 +654,14 @@ class ServedConnection<R> implements DriverHandlers {
   constructor(
     readonly config: ConnectionConfig<R>,
     socket: Duplex,
-    peer: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined }
+    peer: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined },
+    reader: SocketReader | undefined
   ) {
     const state = config.state
     state.unauthenticated++
     state.open++
     this.info = new ServedConnectionInfo(state.nextId++, peer.remoteAddress, peer.remotePort, this as ServedConnection<unknown>)
-    this.driver = new Driver(socket, config.endpoint, this)
+    this.driver = new Driver(socket, config.endpoint, this, reader)
     this.loginGrace = setTimeout(() => {
       const seconds = config.loginGraceMs / 1000
       this.driver.run((e) =>

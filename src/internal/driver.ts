@@ -10,33 +10,34 @@ import { ChannelState } from "./channelState.js"
 
 const IGNORE = Uint8Array.of(Msg.IGNORE, 0, 0, 0, 0)
 
-/** Where a socket's reads go; see `connectTcp`. */
+/** Where a socket's reads go; see `readIntoSharedBuffer`. */
 export interface SocketReader {
   attach(receive: (chunk: Uint8Array) => void): void
 }
 
 /**
- * Connects over TCP reading into one reused 256 KiB buffer (`onread`): a bulk download then
- * allocates nothing per read, and each read carries up to 256 KiB instead of 64. This is safe
- * because the transport copies what it keeps.
+ * One read buffer for every TCP socket of the process. A socket's "data" event hands out a new
+ * buffer of up to 64 KiB per read: a bulk transfer then allocates as many bytes as it moves, and
+ * the GC has to free them. Reads into this buffer allocate nothing and carry up to 256 KiB, and an
+ * idle connection holds no buffer of its own. Sharing it is safe: libuv calls back each read
+ * before it makes the next one on this thread, and the transport copies what it keeps before
+ * `receive` returns.
  */
-export function connectTcp(host: string, port: number): { readonly socket: net.Socket; readonly reader: SocketReader } {
+const sharedReadBuffer = Buffer.allocUnsafe(256 * 1024)
+
+/** Socket options (`onread`) that deliver reads through the shared buffer to a `SocketReader`. */
+function readIntoSharedBuffer(): { readonly onread: net.OnReadOpts; readonly reader: SocketReader } {
   let target: ((chunk: Uint8Array) => void) | undefined
   let early: Uint8Array[] = []
-  const socket = net.connect({
-    host,
-    port,
-    noDelay: true,
-    onread: {
-      buffer: Buffer.allocUnsafe(256 * 1024),
-      callback: (n, buf) => {
-        const chunk = buf.subarray(0, n)
-        if (target) target(chunk)
-        else early.push(Uint8Array.from(chunk))
-        return true
-      }
+  const onread: net.OnReadOpts = {
+    buffer: sharedReadBuffer,
+    callback: (n, buf) => {
+      const chunk = buf.subarray(0, n)
+      if (target) target(chunk)
+      else early.push(Uint8Array.from(chunk))
+      return true
     }
-  })
+  }
   const reader: SocketReader = {
     attach: (receive) => {
       target = receive
@@ -44,6 +45,32 @@ export function connectTcp(host: string, port: number): { readonly socket: net.S
       early = []
     }
   }
+  return { onread, reader }
+}
+
+/** Connects over TCP, reading into the shared buffer. */
+export function connectTcp(host: string, port: number): { readonly socket: net.Socket; readonly reader: SocketReader } {
+  const { onread, reader } = readIntoSharedBuffer()
+  return { socket: net.connect({ host, port, noDelay: true, onread }), reader }
+}
+
+/**
+ * Takes over a socket that a `net.Server` accepted with `pauseOnConnect`, reading into the shared
+ * buffer. Node offers `onread` only to sockets it creates for `connect`, so the accepted socket's
+ * handle moves to a new socket made with it; the old one closes with the new one, which keeps the
+ * server's connection count right. Should a Node version not keep the handle there, the socket is
+ * used as it is, with "data" events.
+ */
+export function adoptAccepted(accepted: net.Socket): { readonly socket: net.Socket; readonly reader?: SocketReader } {
+  const handle = (accepted as { _handle?: unknown })._handle
+  if (handle === undefined || handle === null) {
+    accepted.resume()
+    return { socket: accepted }
+  }
+  ;(accepted as { _handle?: unknown })._handle = null
+  const { onread, reader } = readIntoSharedBuffer()
+  const socket = new net.Socket({ handle, onread } as net.SocketConstructorOpts)
+  socket.once("close", () => accepted.destroy())
   return { socket, reader }
 }
 
@@ -87,7 +114,7 @@ export class Driver {
     const s = socket as Duplex & { setNoDelay?: (v: boolean) => void }
     s.setNoDelay?.(true)
     // the listeners call methods: fewer closures kept alive by every idle connection
-    // onread reuses its buffer; a "data" event's chunk is new each time and ours to keep
+    // the shared read buffer is reused; a "data" event's chunk is new each time and ours to keep
     if (reader) reader.attach((chunk) => this.receive(chunk, false))
     else socket.on("data", (chunk: Uint8Array) => this.receive(chunk, true))
     socket.on("drain", () => {

@@ -4,6 +4,7 @@
  * one connection from another.
  */
 import { spawnSync } from "node:child_process"
+import { randomBytes } from "node:crypto"
 import * as net from "node:net"
 import { duplexPair } from "node:stream"
 import * as Effect from "effect/Effect"
@@ -179,6 +180,29 @@ describe("our client ↔ our server", () => {
         expect(text(yield* SshClient.collect(sub.stdout))).toBe("ping")
       })
     )
+  })
+
+  it("several connections moving data at once each get their own bytes (one read buffer serves every socket)", async () => {
+    const payloads = [1, 2, 3, 4].map((n) => randomBytes(3 * 1024 * 1024 + n * 4099))
+    const echoed = await run(
+      Effect.forEach(
+        payloads,
+        (payload) =>
+          Effect.gen(function* () {
+            const ssh = yield* SshClient.connect(options())
+            const sub = yield* ssh.subsystem("echo")
+            // written in uneven pieces while the echo streams back, so reads of both sides interleave
+            const writer = Effect.gen(function* () {
+              for (let at = 0; at < payload.length; at += 40_000) yield* sub.write(payload.subarray(at, at + 40_000))
+              yield* sub.end
+            })
+            const [, back] = yield* Effect.all([writer, SshClient.collect(sub.stdout)], { concurrency: 2 })
+            return back
+          }),
+        { concurrency: "unbounded" }
+      )
+    )
+    echoed.forEach((back, i) => expect(Buffer.from(back).equals(payloads[i]!)).toBe(true))
   })
 
   it("serves a connection over an in-memory duplex pair", async () => {
