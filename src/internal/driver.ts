@@ -57,9 +57,9 @@ export function connectTcp(host: string, port: number): { readonly socket: net.S
 /**
  * Takes over a socket that a `net.Server` accepted with `pauseOnConnect`, reading into the shared
  * buffer. Node offers `onread` only to sockets it creates for `connect`, so the accepted socket's
- * handle moves to a new socket made with it; the old one closes with the new one, which keeps the
- * server's connection count right. Should a Node version not keep the handle there, the socket is
- * used as it is, with "data" events.
+ * handle moves to a new socket made with it, and the old one, without a handle, is let go (the
+ * server then no longer counts the connection; nothing here asks it to). Should a Node version not
+ * keep the handle there, the socket is used as it is, with "data" events.
  */
 export function adoptAccepted(accepted: net.Socket): { readonly socket: net.Socket; readonly reader?: SocketReader } {
   const handle = (accepted as { _handle?: unknown })._handle
@@ -70,7 +70,7 @@ export function adoptAccepted(accepted: net.Socket): { readonly socket: net.Sock
   ;(accepted as { _handle?: unknown })._handle = null
   const { onread, reader } = readIntoSharedBuffer()
   const socket = new net.Socket({ handle, onread } as net.SocketConstructorOpts)
-  socket.once("close", () => accepted.destroy())
+  accepted.destroy()
   return { socket, reader }
 }
 
