@@ -43,6 +43,9 @@ const scripted = (session: ServerSession) =>
           case "whoami":
             yield* p.write(`${session.username}\n`)
             return yield* p.exit(0)
+          case "peer":
+            yield* p.write(JSON.stringify({ address: session.connection.remoteAddress, port: session.connection.remotePort }))
+            return yield* p.exit(0)
           case "env":
             yield* p.write(JSON.stringify({ env, pty: pty && { term: pty.term, rows: pty.rows, cols: pty.cols, modes: pty.modes } }))
             return yield* p.exit(0)
@@ -147,6 +150,10 @@ describe("our client ↔ our server", () => {
         const who = yield* ssh.exec("whoami")
         expect(text(who.stdout)).toBe("alice\n")
         expect(who.code).toBe(0)
+        // the peer as the server's socket sees it (the server reads through a socket it took over)
+        const peer = JSON.parse(text((yield* ssh.exec("peer")).stdout))
+        expect(peer.address).toBe("127.0.0.1")
+        expect(peer.port).toBeGreaterThan(0)
         const upper = yield* ssh.exec("upper", { stdin: "shout this" })
         expect(text(upper.stdout)).toBe("SHOUT THIS")
         const failed = yield* ssh.exec("fail")
