@@ -30,7 +30,7 @@
  * BENCH_PROFILE=DIR (CPU profile of our server process into DIR; summarize with
  * `node --import tsx bench/profile.ts --top FILE`), BENCH_TRACE_GC=DIR (V8's GC and incremental
  * marking trace of our server process into DIR), BENCH_PIN=1 (Linux: servers on CPU 1, clients
- * on CPU 0).
+ * on CPU 0), BENCH_COUNT=1 (socket reads per MiB, and our reader's wake-ups).
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { createWriteStream, readFileSync } from "node:fs"
@@ -66,6 +66,9 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const WARMUP_MIB = Number(process.env.BENCH_WARMUP_MIB ?? 512)
 // Linux: servers on CPU 1 and this process (the clients) on CPU 0, so neither side takes the other's core
 const PIN = process.env.BENCH_PIN === "1"
+// how often each server reads its sockets, and how often our reader's pull found data (a fiber
+// wake-up each): what the sixth session found to set our server's CPU per MiB with the ssh2 client
+const COUNT = process.env.BENCH_COUNT === "1"
 const BYTES = MIB * 1024 * 1024
 const KEX = "curve25519-sha256"
 const CIPHER = "aes128-gcm@openssh.com"
@@ -114,7 +117,29 @@ function ourCommand(p: ServerProcess, command: string): Effect.Effect<void, unkn
   }
 }
 
+/** Socket reads and, for our server, reader pulls that found data; counted under BENCH_COUNT=1. */
+const counts = { reads: 0, pulls: 0 }
+
+/** Wraps two internal methods of our server to count; only under BENCH_COUNT, as it costs a call each. */
+async function countOurReads(): Promise<void> {
+  const { Driver } = await import("../src/internal/driver.js")
+  const { InboundBuffer } = await import("../src/internal/channelState.js")
+  const driver = Driver.prototype as unknown as { receive: (...args: Array<unknown>) => void }
+  const receive = driver.receive
+  driver.receive = function (this: unknown, ...args: Array<unknown>) {
+    counts.reads++
+    receive.apply(this, args)
+  }
+  const take = InboundBuffer.prototype.take
+  InboundBuffer.prototype.take = function (this: InstanceType<typeof InboundBuffer>) {
+    const taken = take.call(this)
+    if (Array.isArray(taken)) counts.pulls++
+    return taken
+  }
+}
+
 async function serveOurs(config: ServeConfig): Promise<number> {
+  if (COUNT) await countOurReads()
   const allowed = Buffer.from(config.clientPublicLine.split(" ")[1]!, "base64")
   // a scope never closed: the server lives as long as this process
   const scope = Effect.runSync(Scope.make())
@@ -197,10 +222,11 @@ async function serveSsh2(config: ServeConfig, noDelay: boolean): Promise<number>
       })
     })
   })
-  if (noDelay) {
-    // ssh2 has no option for it; its net.Server is private
-    ;(server as unknown as { _srv: net.Server })._srv.on("connection", (socket: net.Socket) => socket.setNoDelay(true))
-  }
+  // ssh2 has no option for TCP_NODELAY; its net.Server is private
+  ;(server as unknown as { _srv: net.Server })._srv.on("connection", (socket: net.Socket) => {
+    if (noDelay) socket.setNoDelay(true)
+    if (COUNT) socket.on("data", () => counts.reads++)
+  })
   return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve((server.address() as net.AddressInfo).port)))
 }
 
@@ -224,7 +250,7 @@ async function serve(name: ServerName, config: ServeConfig): Promise<void> {
     if (message.collect) for (let i = 0; i < 4; i++) gc?.()
     const memory = process.memoryUsage()
     const cpu = process.cpuUsage()
-    process.send!({ id: message.id, rss: memory.rss, heapUsed: memory.heapUsed, external: memory.external, cpuMs: (cpu.user + cpu.system) / 1000, gcMs, fullGcs })
+    process.send!({ id: message.id, rss: memory.rss, heapUsed: memory.heapUsed, external: memory.external, cpuMs: (cpu.user + cpu.system) / 1000, gcMs, fullGcs, ...counts })
   })
   process.on("disconnect", () => process.exit(0))
   process.stdout.write(`${JSON.stringify({ port })}\n`)
@@ -240,6 +266,8 @@ interface Usage {
   readonly cpuMs: number
   readonly gcMs: number
   readonly fullGcs: number
+  readonly reads: number
+  readonly pulls: number
 }
 
 interface ServerProcessHandle {
@@ -518,6 +546,8 @@ interface Throughput {
   /** The server's GC pauses per MiB, and its full (mark-compact) collections in all rounds. */
   readonly serverGcMsPerMiB: number
   readonly serverFullGcs: number
+  readonly readsPerMiB: number
+  readonly pullsPerMiB: number
   /** CPU of this process, where the client runs, per MiB moved. */
   readonly clientCpuMsPerMiB: number
   /** Share of one core each side was busy during the transfers: 1 means it had no time to spare. */
@@ -550,7 +580,7 @@ async function throughput(
   const command = (bytes: number) => (direction === "download" ? `source ${bytes}` : `sink ${bytes}`)
   const upload = (bytes: number) => (direction === "upload" ? bytes : 0)
   const connections = await Promise.all(targets.map(([, target]) => open(client, target)))
-  const results = targets.map(() => ({ mbPerSecond: [] as Array<number>, cpuMs: 0, gcMs: 0, fullGcs: 0, clientCpuMs: 0, seconds: 0 }))
+  const results = targets.map(() => ({ mbPerSecond: [] as Array<number>, cpuMs: 0, gcMs: 0, fullGcs: 0, reads: 0, pulls: 0, clientCpuMs: 0, seconds: 0 }))
   try {
     for (const connection of connections) await connection.exec(command(WARMUP_MIB << 20), upload(WARMUP_MIB << 20)) // warm-up
     for (let round = 0; round < ROUNDS; round++) {
@@ -567,6 +597,8 @@ async function throughput(
         results[i]!.cpuMs += after.cpuMs - before.cpuMs
         results[i]!.gcMs += after.gcMs - before.gcMs
         results[i]!.fullGcs += after.fullGcs - before.fullGcs
+        results[i]!.reads += after.reads - before.reads
+        results[i]!.pulls += after.pulls - before.pulls
         if (direction === "download" && received !== BYTES) throw new Error(`${client} received ${received} of ${BYTES} bytes`)
         results[i]!.mbPerSecond.push(BYTES / 1e6 / seconds)
       }
@@ -579,6 +611,8 @@ async function throughput(
     serverCpuMsPerMiB: r.cpuMs / (ROUNDS * MIB),
     serverGcMsPerMiB: r.gcMs / (ROUNDS * MIB),
     serverFullGcs: r.fullGcs,
+    readsPerMiB: r.reads / (ROUNDS * MIB),
+    pullsPerMiB: r.pulls / (ROUNDS * MIB),
     clientCpuMsPerMiB: r.clientCpuMs / (ROUNDS * MIB),
     serverBusy: r.cpuMs / 1000 / r.seconds,
     clientBusy: r.clientCpuMs / 1000 / r.seconds
@@ -703,6 +737,7 @@ async function main(): Promise<void> {
       const cpuRows: Array<string> = []
       const busyRows: Array<string> = []
       const gcRows: Array<string> = []
+      const countRows: Array<string> = []
       for (const client of clients) {
         for (const direction of (["download", "upload"] as const).filter((d) => list("BENCH_DIRECTIONS")?.includes(d) ?? true)) {
           const measured = await throughput(targets(), client, direction)
@@ -717,6 +752,8 @@ async function main(): Promise<void> {
           busyRows.push(cells([client, direction], busy, 24))
           const gcs = measured.map((m) => `${m.serverGcMsPerMiB.toFixed(2)} (${m.serverFullGcs})`)
           gcRows.push(cells([client, direction], gcs, 14))
+          const reads = measured.map((m, i) => m.readsPerMiB.toFixed(1) + (SERVERS[i] === "effect-ssh" ? ` (${m.pullsPerMiB.toFixed(1)})` : ""))
+          countRows.push(cells([client, direction], reads, 14))
         }
       }
       console.log(`   server CPU ms per MiB (< 1 is better for effect-ssh)`)
@@ -725,6 +762,10 @@ async function main(): Promise<void> {
       for (const r of busyRows) console.log(r)
       console.log(`   server GC pauses ms per MiB (full collections in all rounds)`)
       for (const r of gcRows) console.log(r)
+      if (COUNT) {
+        console.log(`   server socket reads per MiB (effect-ssh: reader pulls that found data, a wake-up each)`)
+        for (const r of countRows) console.log(r)
+      }
       console.log()
     }
 
