@@ -67,7 +67,7 @@ const WARMUP_MIB = Number(process.env.BENCH_WARMUP_MIB ?? 512)
 // Linux: servers on CPU 1 and this process (the clients) on CPU 0, so neither side takes the other's core
 const PIN = process.env.BENCH_PIN === "1"
 // how often each server reads its sockets, and how often our reader's pull found data (a fiber
-// wake-up each): what the sixth session found to set our server's CPU per MiB with the ssh2 client
+// wake-up each): small reads cost our server more than ssh2's, whose reads run no fiber
 const COUNT = process.env.BENCH_COUNT === "1"
 const BYTES = MIB * 1024 * 1024
 const KEX = "curve25519-sha256"
